@@ -1,0 +1,106 @@
+"""The settings of one store, checked once, at construction, with no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from recostate._errors import ConfigurationError
+from recostate._types import CompressionType
+
+__all__ = ["MAX_PAYLOAD_CEILING", "MiB", "StoreConfig"]
+
+MiB = 1024 * 1024
+# Redis refuses bulk strings over 512 MB; keep a margin for the frame.
+MAX_PAYLOAD_CEILING = 500 * MiB
+
+
+def _int_option(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _number_option(name: str, value: object, *, minimum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise ConfigurationError(f"{name} must be a number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _compression(value: object) -> CompressionType:
+    if isinstance(value, CompressionType):
+        return value
+    if isinstance(value, str):
+        try:
+            return CompressionType(value.lower())
+        except ValueError:
+            pass
+    choices = ", ".join(member.name for member in CompressionType)
+    raise ConfigurationError(f"unknown compression_type {value!r}; choose one of {choices}")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Validated store settings (see ``RedisStatePersistence`` for each one's meaning)."""
+
+    compression_type: CompressionType
+    enable_versioning: bool
+    max_versions: int
+    default_ttl: int | None
+    key_prefix: str
+    compression_threshold: int
+    offload_threshold: int
+    max_payload_bytes: int
+    retries: int
+    retry_backoff: float
+
+    @property
+    def versions_kept(self) -> int:
+        """How many versions a save keeps: ``max_versions``, or 1 without versioning."""
+        return self.max_versions if self.enable_versioning else 1
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        compression_type: Any,
+        enable_versioning: Any,
+        max_versions: Any,
+        default_ttl: Any,
+        key_prefix: Any,
+        compression_threshold: Any,
+        offload_threshold: Any,
+        max_payload_bytes: Any,
+        retries: Any,
+        retry_backoff: Any,
+    ) -> StoreConfig:
+        """Check every option and return the settings, or raise ``ConfigurationError``."""
+        if not isinstance(enable_versioning, bool):
+            raise ConfigurationError("enable_versioning must be a bool")
+        if default_ttl is not None:
+            default_ttl = _int_option("default_ttl", default_ttl, minimum=1)
+        if not isinstance(key_prefix, str) or not key_prefix:
+            raise ConfigurationError("key_prefix must be a non-empty str")
+        if "{" in key_prefix or "}" in key_prefix:
+            # A brace in the prefix would become every key's Redis Cluster hash
+            # tag and put all states in one slot.
+            raise ConfigurationError("key_prefix must not contain '{' or '}'")
+        max_payload = _int_option("max_payload_bytes", max_payload_bytes, minimum=1)
+        if max_payload > MAX_PAYLOAD_CEILING:
+            raise ConfigurationError(
+                f"max_payload_bytes must be at most {MAX_PAYLOAD_CEILING} (Redis's bulk limit is 512 MB)"
+            )
+        return cls(
+            compression_type=_compression(compression_type),
+            enable_versioning=enable_versioning,
+            max_versions=_int_option("max_versions", max_versions, minimum=1),
+            default_ttl=default_ttl,
+            key_prefix=key_prefix,
+            compression_threshold=_int_option("compression_threshold", compression_threshold, minimum=0),
+            offload_threshold=_int_option("offload_threshold", offload_threshold, minimum=0),
+            max_payload_bytes=max_payload,
+            retries=_int_option("retries", retries, minimum=0),
+            retry_backoff=_number_option("retry_backoff", retry_backoff, minimum=0.0),
+        )

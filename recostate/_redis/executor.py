@@ -1,0 +1,181 @@
+"""Running commands and scripts on Redis: lazy connection, retries, NOSCRIPT, closing.
+
+Every round trip recostate makes goes through :class:`Executor`, so retries,
+error translation and the closed state live in one place. The retry loop
+resends a call only when redis-py reports a failure after which resending is
+safe: recostate's writes are idempotent (a save carries a write id the script
+remembers), so a save whose reply was lost is recognised when it comes again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from redis import exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
+
+from recostate._errors import StoreClosedError
+from recostate._redis.connection import AnyRedis, pool_figures
+from recostate._redis.errors import is_retryable, translate
+from recostate._scripts import Script
+
+__all__ = ["Executor", "RetryPolicy"]
+
+logger = logging.getLogger("recostate.redis")
+
+T = TypeVar("T")
+Encodable = bytes | str | int | float
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failed round trip is sent again.
+
+    Attributes:
+        retries: how many times a call is resent after a retryable failure.
+        backoff_base: the first wait in seconds; it doubles at each retry.
+        backoff_cap: the longest single wait in seconds.
+    """
+
+    retries: int = 3
+    backoff_base: float = 0.05
+    backoff_cap: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        """Return the wait before retry number ``attempt`` (1-based), with jitter."""
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        # "Equal jitter": at least half the ceiling, so waits still grow.
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Executor:
+    """Owns the redis-py client of one store and every call made through it."""
+
+    def __init__(
+        self,
+        factory: Callable[[], AnyRedis],
+        *,
+        owns_client: bool,
+        retry: RetryPolicy,
+    ) -> None:
+        self._factory = factory
+        self._client: AnyRedis | None = None
+        self._owns_client = owns_client
+        self._retry = retry
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` has been called."""
+        return self._closed
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the client talks to a Redis Cluster (known once created)."""
+        return isinstance(self._get_client(), RedisCluster)
+
+    def _get_client(self) -> AnyRedis:
+        if self._closed:
+            raise StoreClosedError("this store has been closed")
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    async def _call(self, operation: Callable[[AnyRedis], Awaitable[T]], what: str) -> T:
+        attempt = 0
+        while True:
+            client = self._get_client()
+            try:
+                return await operation(client)
+            except Exception as exc:
+                if attempt < self._retry.retries and is_retryable(exc):
+                    attempt += 1
+                    delay = self._retry.delay(attempt)
+                    logger.debug("%s failed (%s); retry %d in %.3fs", what, type(exc).__name__, attempt, delay)
+                    await anyio.sleep(delay)
+                    continue
+                raise translate(exc) from exc
+
+    async def ping(self) -> None:
+        """Connect if needed and check the server answers."""
+        await self._call(lambda client: client.ping(), "PING")  # type: ignore[arg-type]
+
+    async def run(self, script: Script, keys: Sequence[bytes], args: Sequence[Encodable]) -> Any:
+        """Run ``script`` with EVALSHA, loading it when the server does not know it."""
+
+        async def operation(client: AnyRedis) -> Any:
+            try:
+                return await client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[misc]
+            except rexc.NoScriptError:
+                # A restarted or failed-over server lost its script cache.
+                await self._load(client, script)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[misc]
+
+        return await self._call(operation, script.name)
+
+    async def _load(self, client: AnyRedis, script: Script) -> None:
+        if isinstance(client, RedisCluster):
+            await client.script_load(script.source, target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
+        else:
+            await client.script_load(script.source)
+
+    async def command(self, *args: Encodable) -> Any:
+        """Send one command (only read-only or idempotent ones go through here)."""
+        return await self._call(lambda client: client.execute_command(*args), str(args[0]))
+
+    async def scan(self, match: bytes, *, count: int = 1000, type_: str | None = None) -> AsyncIterator[bytes]:
+        """Yield the keys matching ``match`` (SCAN, never KEYS), each page retried on failure."""
+        client = self._get_client()
+        if isinstance(client, RedisCluster):
+            for node in client.get_primaries():
+                cursor = 0
+                while True:
+                    cursor, keys = await self._call(
+                        lambda c, cur=cursor, n=node: c.scan(  # type: ignore[misc]
+                            cur, match=match, count=count, _type=type_, target_nodes=n
+                        ),
+                        "SCAN",
+                    )
+                    for key in keys:
+                        yield key
+                    if cursor == 0:
+                        break
+            return
+        cursor = 0
+        while True:
+            cursor, keys = await self._call(
+                lambda c, cur=cursor: c.scan(cur, match=match, count=count, _type=type_),
+                "SCAN",
+            )
+            for key in keys:
+                yield key
+            if cursor == 0:
+                break
+
+    async def info(self) -> dict[str, Any]:
+        """Return ``INFO`` of the server (of each primary, by node name, on a cluster)."""
+        return await self._call(lambda client: client.info(), "INFO")  # type: ignore[no-any-return]
+
+    def pool(self) -> dict[str, Any]:
+        """Return the pool's size and use (zeros before the first connection)."""
+        if self._client is None:
+            return {"kind": "unopened", "max_connections": 0, "in_use": 0, "idle": 0}
+        return pool_figures(self._client)
+
+    async def aclose(self) -> None:
+        """Release the pool (if recostate created the client); later calls raise."""
+        if self._closed:
+            return
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            try:
+                await client.aclose()
+            except (rexc.RedisError, OSError) as exc:  # pragma: no cover - closing a dead pool
+                logger.debug("closing the Redis client failed: %s", exc)
+
