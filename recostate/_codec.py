@@ -171,7 +171,9 @@ class Codec:
         crc = zlib.crc32(payload, zlib.crc32(head, zlib.crc32(prefix)))
         digest = crc.to_bytes(4, "big")
         data = b"".join((prefix, digest, head, payload))
-        return EncodedFrame(data, ParsedFrame(header, compression, _checksum_text(digest), len(data)))
+        return EncodedFrame(
+            data, ParsedFrame(header, compression, _checksum_text(digest), len(data))
+        )
 
     def build_frame(self, raw: bytes, header: FrameHeader) -> EncodedFrame:
         """Compress ``raw`` and frame it with ``header`` and its checksum."""
@@ -232,7 +234,9 @@ class Codec:
         size = len(frame) if stored_bytes is None else stored_bytes
         return ParsedFrame(header, compression, _checksum_text(digest), size)
 
-    def _verified(self, frame: bytes, state_id: str, version: int) -> tuple[ParsedFrame, memoryview]:
+    def _verified(
+        self, frame: bytes, state_id: str, version: int
+    ) -> tuple[ParsedFrame, memoryview]:
         parsed = self.parse_header(frame, state_id, version)
         view = memoryview(frame)
         if view[PREFIX_SIZE : PREFIX_SIZE + 4] != _checksum(view, 4):
@@ -259,7 +263,9 @@ class Codec:
     def _decoder(self, type_: Any) -> msgspec.msgpack.Decoder[Any]:
         decoder = self._decoders.get(type_)
         if decoder is None:
-            decoder = msgspec.msgpack.Decoder(type_) if type_ is not None else msgspec.msgpack.Decoder()
+            decoder = (
+                msgspec.msgpack.Decoder(type_) if type_ is not None else msgspec.msgpack.Decoder()
+            )
             self._decoders[type_] = decoder
         return decoder
 

@@ -98,7 +98,9 @@ class StoreConfig:
             max_versions=_int_option("max_versions", max_versions, minimum=1),
             default_ttl=default_ttl,
             key_prefix=key_prefix,
-            compression_threshold=_int_option("compression_threshold", compression_threshold, minimum=0),
+            compression_threshold=_int_option(
+                "compression_threshold", compression_threshold, minimum=0
+            ),
             offload_threshold=_int_option("offload_threshold", offload_threshold, minimum=0),
             max_payload_bytes=max_payload,
             retries=_int_option("retries", retries, minimum=0),

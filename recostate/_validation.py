@@ -78,7 +78,9 @@ def check_tag(tag: object) -> str:
     if not tag:
         raise InvalidInputError("a tag must not be empty")
     if len(tag) > MAX_TAG_LENGTH:
-        raise InvalidInputError(f"a tag is {len(tag)} characters long; the limit is {MAX_TAG_LENGTH}")
+        raise InvalidInputError(
+            f"a tag is {len(tag)} characters long; the limit is {MAX_TAG_LENGTH}"
+        )
     return tag
 
 
@@ -112,7 +114,7 @@ def check_ttl(ttl: object) -> int | None:
     return int(ttl)
 
 
-def resolve_ttl(ttl: int | None | Default | Any, default_ttl: int | None) -> int | None:
+def resolve_ttl(ttl: int | Default | Any | None, default_ttl: int | None) -> int | None:
     """Return the TTL a call applies: ``default_ttl`` when ``ttl`` was left out."""
     if ttl is DEFAULT:
         return default_ttl

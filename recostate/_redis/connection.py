@@ -68,8 +68,19 @@ def _parameters(*callables: Any) -> set[str]:
 
 # What redis-py accepts, minus what recostate owns: the payloads are bytes, and
 # the host, port and pool come from the URL and from recostate itself.
-_OWNED = {"decode_responses", "connection_pool", "host", "port", "path", "single_connection_client",
-          "encoding", "encoding_errors", "connection_class", "queue_class", "startup_nodes"}
+_OWNED = {
+    "decode_responses",
+    "connection_pool",
+    "host",
+    "port",
+    "path",
+    "single_connection_client",
+    "encoding",
+    "encoding_errors",
+    "connection_class",
+    "queue_class",
+    "startup_nodes",
+}
 _STANDALONE_OPTIONS = (
     _parameters(
         AbstractConnection.__init__,
@@ -87,7 +98,9 @@ _CLUSTER_OPTIONS = (_parameters(RedisCluster.__init__) | {"pool_timeout"}) - _OW
 def check_redis_url(url: object, *, cluster: bool) -> str:
     """Return ``url`` if it is a Redis URL, else raise ``ConfigurationError``."""
     if not isinstance(url, str) or not url:
-        raise ConfigurationError("redis_url must be a non-empty str such as 'redis://localhost:6379/0'")
+        raise ConfigurationError(
+            "redis_url must be a non-empty str such as 'redis://localhost:6379/0'"
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port validates it
@@ -115,19 +128,29 @@ def check_redis_options(options: object, *, cluster: bool) -> dict[str, Any]:
     if options.get("decode_responses"):
         raise ConfigurationError("decode_responses is not supported: recostate stores bytes")
     allowed = _CLUSTER_OPTIONS if cluster else _STANDALONE_OPTIONS
-    unknown = sorted(str(key) for key in options if key not in allowed and key != "decode_responses")
+    unknown = sorted(
+        str(key) for key in options if key not in allowed and key != "decode_responses"
+    )
     if unknown:
         raise ConfigurationError(f"unknown redis_options: {', '.join(unknown)}")
     merged = {**DEFAULT_OPTIONS, **{k: v for k, v in options.items() if k != "decode_responses"}}
     if "timeout" in merged and "pool_timeout" not in options:
         merged["pool_timeout"] = merged.pop("timeout")
     max_connections = merged["max_connections"]
-    if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+    if (
+        isinstance(max_connections, bool)
+        or not isinstance(max_connections, int)
+        or max_connections < 1
+    ):
         raise ConfigurationError("redis_options['max_connections'] must be an int >= 1")
     for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
         value = merged[name]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise ConfigurationError(f"redis_options[{name!r}] must be a positive number of seconds")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+        ):
+            raise ConfigurationError(
+                f"redis_options[{name!r}] must be a positive number of seconds"
+            )
     merged.setdefault("retry", Retry(NoBackoff(), 0))
     return merged
 
@@ -155,14 +178,18 @@ def open_client(url: str, options: Mapping[str, Any], *, cluster: bool) -> AnyRe
         # RedisCluster has no blocking pool; the executor bounds waits instead.
         return RedisCluster.from_url(url, **opts)
     pool = BlockingConnectionPool.from_url(url, timeout=pool_timeout, **opts)
-    return Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so closing the client closes its connections.
+    return Redis.from_pool(pool)
 
 
 def pool_figures(client: AnyRedis) -> dict[str, Any]:
     """Return the connection pool's size and use, as plain ints."""
     if isinstance(client, RedisCluster):
         nodes = client.get_nodes()
-        in_use = sum(len(getattr(node, "_connections", ())) - len(getattr(node, "_free", ())) for node in nodes)
+        in_use = sum(
+            len(getattr(node, "_connections", ())) - len(getattr(node, "_free", ()))
+            for node in nodes
+        )
         idle = sum(len(getattr(node, "_free", ())) for node in nodes)
         return {
             "kind": "cluster",

@@ -50,7 +50,7 @@ class RetryPolicy:
         """Return the wait before retry number ``attempt`` (1-based), with jitter."""
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
         # "Equal jitter": at least half the ceiling, so waits still grow.
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
 class Executor:
@@ -96,70 +96,91 @@ class Executor:
                 if attempt < self._retry.retries and is_retryable(exc):
                     attempt += 1
                     delay = self._retry.delay(attempt)
-                    logger.debug("%s failed (%s); retry %d in %.3fs", what, type(exc).__name__, attempt, delay)
+                    logger.debug(
+                        "%s failed (%s); retry %d in %.3fs",
+                        what,
+                        type(exc).__name__,
+                        attempt,
+                        delay,
+                    )
                     await anyio.sleep(delay)
                     continue
                 raise translate(exc) from exc
 
     async def ping(self) -> None:
         """Connect if needed and check the server answers."""
-        await self._call(lambda client: client.ping(), "PING")  # type: ignore[arg-type]
+
+        async def operation(client: Any) -> Any:
+            return await client.ping()
+
+        await self._call(operation, "PING")
 
     async def run(self, script: Script, keys: Sequence[bytes], args: Sequence[Encodable]) -> Any:
         """Run ``script`` with EVALSHA, loading it when the server does not know it."""
 
-        async def operation(client: AnyRedis) -> Any:
+        async def operation(client: Any) -> Any:
             try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[misc]
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
             except rexc.NoScriptError:
                 # A restarted or failed-over server lost its script cache.
                 await self._load(client, script)
-                return await client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[misc]
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
 
         return await self._call(operation, script.name)
 
-    async def _load(self, client: AnyRedis, script: Script) -> None:
+    async def _load(self, client: Any, script: Script) -> None:
         if isinstance(client, RedisCluster):
-            await client.script_load(script.source, target_nodes=RedisCluster.PRIMARIES)  # type: ignore[call-arg]
+            await client.execute_command(
+                "SCRIPT LOAD", script.source, target_nodes=RedisCluster.PRIMARIES
+            )
         else:
             await client.script_load(script.source)
 
     async def command(self, *args: Encodable) -> Any:
         """Send one command (only read-only or idempotent ones go through here)."""
-        return await self._call(lambda client: client.execute_command(*args), str(args[0]))
 
-    async def scan(self, match: bytes, *, count: int = 1000, type_: str | None = None) -> AsyncIterator[bytes]:
-        """Yield the keys matching ``match`` (SCAN, never KEYS), each page retried on failure."""
-        client = self._get_client()
-        if isinstance(client, RedisCluster):
-            for node in client.get_primaries():
-                cursor = 0
-                while True:
-                    cursor, keys = await self._call(
-                        lambda c, cur=cursor, n=node: c.scan(  # type: ignore[misc]
-                            cur, match=match, count=count, _type=type_, target_nodes=n
-                        ),
-                        "SCAN",
-                    )
-                    for key in keys:
-                        yield key
-                    if cursor == 0:
-                        break
-            return
-        cursor = 0
-        while True:
-            cursor, keys = await self._call(
-                lambda c, cur=cursor: c.scan(cur, match=match, count=count, _type=type_),
-                "SCAN",
+        async def operation(client: Any) -> Any:
+            return await client.execute_command(*args)
+
+        return await self._call(operation, str(args[0]))
+
+    async def _scan_page(
+        self, cursor: int, match: bytes, count: int, type_: str | None, node: Any = None
+    ) -> tuple[int, list[bytes]]:
+        async def operation(client: Any) -> tuple[int, list[bytes]]:
+            if node is None:
+                return await client.scan(cursor, match=match, count=count, _type=type_)  # type: ignore[no-any-return]
+            return await client.scan(  # type: ignore[no-any-return]
+                cursor, match=match, count=count, _type=type_, target_nodes=node
             )
-            for key in keys:
-                yield key
-            if cursor == 0:
-                break
+
+        return await self._call(operation, "SCAN")
+
+    async def scan(
+        self, match: bytes, *, count: int = 1000, type_: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield the keys matching ``match`` (SCAN, never KEYS), each page retried on failure.
+
+        On a cluster, every primary is scanned in turn.
+        """
+        client = self._get_client()
+        nodes: list[Any] = client.get_primaries() if isinstance(client, RedisCluster) else [None]
+        for node in nodes:
+            cursor = 0
+            while True:
+                cursor, keys = await self._scan_page(cursor, match, count, type_, node)
+                for key in keys:
+                    yield key
+                if cursor == 0:
+                    break
 
     async def info(self) -> dict[str, Any]:
         """Return ``INFO`` of the server (of each primary, by node name, on a cluster)."""
-        return await self._call(lambda client: client.info(), "INFO")  # type: ignore[no-any-return]
+
+        async def operation(client: Any) -> dict[str, Any]:
+            return await client.info()  # type: ignore[no-any-return]
+
+        return await self._call(operation, "INFO")
 
     def pool(self) -> dict[str, Any]:
         """Return the pool's size and use (zeros before the first connection)."""
@@ -178,4 +199,3 @@ class Executor:
                 await client.aclose()
             except (rexc.RedisError, OSError) as exc:  # pragma: no cover - closing a dead pool
                 logger.debug("closing the Redis client failed: %s", exc)
-
