@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -146,9 +145,10 @@ class RedisStatePersistence:
             url = check_redis_url(redis_url, cluster=cluster)
             options = check_redis_options(redis_options, cluster=cluster)
             self._cluster = cluster
-            self._executor = Executor(
-                partial(open_client, url, options, cluster=cluster), owns_client=True, retry=retry
-            )
+            # Built now (no I/O happens before the first call) so options that
+            # do not fit the URL raise ConfigurationError here.
+            built = open_client(url, options, cluster=cluster)
+            self._executor = Executor(lambda: built, owns_client=True, retry=retry)
         self._keys = KeySpace(self._config.key_prefix)
         self._codec = Codec(
             compression=self._config.compression_type,

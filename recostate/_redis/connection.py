@@ -178,6 +178,13 @@ def open_client(url: str, options: Mapping[str, Any], *, cluster: bool) -> AnyRe
         # RedisCluster has no blocking pool; the executor bounds waits instead.
         return RedisCluster.from_url(url, **opts)
     pool = BlockingConnectionPool.from_url(url, timeout=pool_timeout, **opts)
+    try:
+        # Building (not connecting) one connection checks every option against
+        # the connection class the URL selects: TLS options on a redis:// URL
+        # fail here, at construction, rather than at the first call.
+        pool.make_connection()
+    except TypeError as exc:
+        raise ConfigurationError(f"redis_options do not fit {url.split(':', 1)[0]}:// : {exc}") from exc
     # from_pool: the client owns the pool, so closing the client closes its connections.
     return Redis.from_pool(pool)
 
