@@ -182,7 +182,7 @@ def open_client(url: str, options: Mapping[str, Any], *, cluster: bool) -> AnyRe
         # Building (not connecting) one connection checks every option against
         # the connection class the URL selects: TLS options on a redis:// URL
         # fail here, at construction, rather than at the first call.
-        pool.make_connection()
+        pool.make_connection()  # type: ignore[no-untyped-call]
     except TypeError as exc:
         raise ConfigurationError(f"redis_options do not fit {url.split(':', 1)[0]}:// : {exc}") from exc
     # from_pool: the client owns the pool, so closing the client closes its connections.
