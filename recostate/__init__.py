@@ -12,6 +12,8 @@ Example::
 ``await``.
 """
 
+import logging
+
 from recostate._errors import (
     ConfigurationError,
     IntegrityError,
@@ -29,6 +31,9 @@ from recostate._persistence import RedisStatePersistence
 from recostate._types import DEFAULT, CompressionType, StateMetadata
 
 __version__ = "0.1.0"
+
+# A library never configures logging; the application decides where records go.
+logging.getLogger("recostate").addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT",
