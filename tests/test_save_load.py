@@ -241,3 +241,39 @@ async def test_save_short_form_and_long_form_agree(store: RedisStatePersistence)
     assert await store.load("a") == {"v": 2}
     versions = await store.list_versions("a")
     assert [m.tags for m in versions] == [("x",), ("y",)]
+
+
+async def test_head_metadata_is_readable_with_hgetall(
+    store: RedisStatePersistence, raw_redis: aioredis.Redis, key_prefix: str
+) -> None:
+    await store.save("s", {"a": 1})
+    meta = await store.save("s", {"t": "x" * 5000}, tags=["red", "blue"], ttl=500)
+    keys = [k async for k in raw_redis.scan_iter(match=f"{key_prefix}:{{*}}:s:*")]
+    assert len(keys) == 1
+    fields = {k.decode(): v.decode() for k, v in (await raw_redis.hgetall(keys[0])).items()}
+    assert fields["state_id"] == "s"
+    assert fields["version"] == "2"
+    assert fields["updated_at"] == meta.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert fields["created_at"] == meta.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert fields["size_bytes"] == str(meta.size_bytes)
+    assert fields["stored_bytes"] == str(meta.stored_bytes)
+    assert fields["compression_type"] == "lz4"
+    assert fields["checksum"] == meta.checksum
+    assert fields["tags"] == '["red","blue"]'
+    assert fields["ttl"] == "500"
+    assert fields["rolled_back_from"] == ""
+
+
+async def test_lua_iso_timestamps_match_python(raw_redis: aioredis.Redis) -> None:
+    from recostate._scripts import _COMMON
+
+    samples = [0, 951_782_400_123, 4_107_542_399_999, 1_709_164_800_000, 1_735_689_599_999]
+    samples += [1_000_000_000_000 + n * 7_777_777_777 for n in range(40)]
+    script = (
+        _COMMON
+        + "local out = {} for i, v in ipairs(ARGV) do out[i] = iso(tonumber(v)) end return out"
+    )
+    got = await raw_redis.eval(script, 0, *samples)  # type: ignore[misc]
+    for ms, text in zip(samples, got, strict=True):
+        expected = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+        assert text.decode() == expected.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", ms

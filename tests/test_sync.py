@@ -97,3 +97,30 @@ def test_sync_shares_the_async_core() -> None:
     store = RedisStatePersistence("redis://127.0.0.1:1/0")
     assert isinstance(store.async_store, AsyncStore)
     store.close()
+
+
+def test_sync_api_mirrors_the_async_api() -> None:
+    import inspect
+
+    from recostate import RedisStatePersistence as AsyncStore
+
+    public = {
+        name
+        for name, member in inspect.getmembers(AsyncStore)
+        if not name.startswith("_") and callable(member) and name not in {"aclose"}
+    }
+    for name in public:
+        assert hasattr(RedisStatePersistence, name), name
+        if name in {"connect"}:
+            continue
+        async_params = list(inspect.signature(getattr(AsyncStore, name)).parameters.values())
+        sync_params = list(
+            inspect.signature(getattr(RedisStatePersistence, name)).parameters.values()
+        )
+        assert [(p.name, p.kind, p.default) for p in async_params] == [
+            (p.name, p.kind, p.default) for p in sync_params
+        ], name
+    assert hasattr(RedisStatePersistence, "close")
+    assert hasattr(RedisStatePersistence, "__enter__") and hasattr(
+        RedisStatePersistence, "__exit__"
+    )
