@@ -6,16 +6,21 @@ A stored version is one *frame*::
     0       2     magic b"RS"
     2       1     frame format (1)
     3       1     codec of the payload: 0 none, 1 LZ4 (block, no stored size), 2 zlib
-    4       1     checksum algorithm: 1 CRC-32
-    5       1     checksum length L
+    4       1     checksum algorithm: 1 CRC-32, 2 HMAC-SHA256 (a store with ``signing_key``)
+    5       1     checksum length L (4 for CRC-32; 1 + K + 32 for HMAC-SHA256)
     6       4     header length H, unsigned big-endian
-    10      L     checksum over bytes [0, 10) and [10 + L, end): prefix, header, payload
+    10      L     checksum over bytes [0, 10) and [10 + L, end): prefix, header, payload;
+                  or, signed: key id length K (1 byte), key id (K bytes), then the
+                  HMAC-SHA256 over every byte of the frame but these last 32
     10+L    H     header, a msgpack array:
                   [updated_at_ms, size_bytes, ttl or 0, rolled_back_from or 0, [tags...]]
     10+L+H  ...   payload: the msgpack-encoded state, compressed by the codec
 
 The frame names its own codec, so any store reads any frame. The header is
 covered by the checksum, so a flipped bit anywhere is an :class:`IntegrityError`.
+A store with ``signing_key`` (see ``recostate._signing``) writes and accepts
+signed frames only; a store without one refuses signed frames, since it cannot
+check them. Either refusal is an :class:`IntegrityError` that says why.
 The server-side scripts read the same header (``cmsgpack``) to keep the head's
 readable metadata; ``recostate._scripts`` holds their half of this layout.
 
@@ -28,6 +33,7 @@ States are never pickled, and decoding never runs code.
 
 from __future__ import annotations
 
+import hmac
 import struct
 import zlib
 from collections.abc import Callable
@@ -40,6 +46,7 @@ import lz4.block
 import msgspec
 
 from recostate._errors import IntegrityError, PayloadTooLargeError, SerializationError
+from recostate._signing import MAC_SIZE, MAX_KEY_ID_LENGTH, SigningKeys
 from recostate._types import CompressionType
 
 __all__ = [
@@ -55,10 +62,11 @@ FRAME_FORMAT: Final = 1
 _PREFIX = struct.Struct(">2sBBBBI")
 PREFIX_SIZE: Final = _PREFIX.size  # 10
 CRC32_ID: Final = 1
+HMAC_SHA256_ID: Final = 2
 #: Bytes a reader fetches to be sure to hold a typical frame's header.
 HEADER_PROBE_BYTES: Final = 512
 #: An upper bound of the frame's bytes beyond its payload, tags aside.
-MAX_FRAME_OVERHEAD: Final = PREFIX_SIZE + 4 + 64
+MAX_FRAME_OVERHEAD: Final = PREFIX_SIZE + 1 + MAX_KEY_ID_LENGTH + MAC_SIZE + 64
 
 _CODEC_IDS: Final = {CompressionType.NONE: 0, CompressionType.LZ4: 1, CompressionType.ZLIB: 2}
 _CODECS_BY_ID: Final = {value: key for key, value in _CODEC_IDS.items()}
@@ -113,7 +121,17 @@ def _checksum(frame: memoryview, checksum_len: int) -> bytes:
 
 
 def _checksum_text(digest: bytes) -> str:
-    return "crc32:" + digest.hex()
+    if len(digest) == 4:
+        return "crc32:" + digest.hex()
+    key_id = digest[1 : len(digest) - MAC_SIZE].decode("ascii")
+    return f"hmac-sha256:{key_id}:{digest[-MAC_SIZE:].hex()}"
+
+
+class _Layout(msgspec.Struct, frozen=True):
+    parsed: ParsedFrame
+    checksum_len: int
+    header_len: int
+    key_id: str | None
 
 
 class Codec:
@@ -127,8 +145,10 @@ class Codec:
         offload_threshold: int,
         max_payload_bytes: int,
         thread_limiter: anyio.CapacityLimiter | None = None,
+        signing: SigningKeys | None = None,
     ) -> None:
         self.compression = compression
+        self.signing = signing
         self.compression_threshold = compression_threshold
         self.offload_threshold = offload_threshold
         self.max_payload_bytes = max_payload_bytes
@@ -166,10 +186,21 @@ class Codec:
         self, header: FrameHeader, compression: CompressionType, payload: bytes | memoryview
     ) -> EncodedFrame:
         head = _header_encoder.encode(header)
-        prefix = _PREFIX.pack(MAGIC, FRAME_FORMAT, _CODEC_IDS[compression], CRC32_ID, 4, len(head))
-        # Same bytes as _checksum() covers, computed piecewise to copy the payload once.
-        crc = zlib.crc32(payload, zlib.crc32(head, zlib.crc32(prefix)))
-        digest = crc.to_bytes(4, "big")
+        codec_id = _CODEC_IDS[compression]
+        if self.signing is None:
+            prefix = _PREFIX.pack(MAGIC, FRAME_FORMAT, codec_id, CRC32_ID, 4, len(head))
+            # Same bytes as _checksum() covers, computed piecewise to copy the payload once.
+            crc = zlib.crc32(payload, zlib.crc32(head, zlib.crc32(prefix)))
+            digest = crc.to_bytes(4, "big")
+        else:
+            key_field = self.signing.field(self.signing.signing_id)
+            prefix = _PREFIX.pack(
+                MAGIC, FRAME_FORMAT, codec_id, HMAC_SHA256_ID, len(key_field) + MAC_SIZE, len(head)
+            )
+            mac = self.signing.signer()
+            for part in (prefix, key_field, head, payload):
+                mac.update(part)
+            digest = key_field + mac.digest()
         data = b"".join((prefix, digest, head, payload))
         return EncodedFrame(
             data, ParsedFrame(header, compression, _checksum_text(digest), len(data))
@@ -220,29 +251,79 @@ class Codec:
         """Read the header of a frame (or of its first bytes), without verifying the payload.
 
         ``stored_bytes`` is the whole frame's size when ``frame`` holds only its start.
+        A frame signed when this store does not sign, or the reverse, or signed
+        with a key this store does not hold, is an ``IntegrityError`` already here.
         """
+        return self._layout(frame, state_id, version, stored_bytes).parsed
+
+    def _key_id(self, digest: bytes, checksum_len: int) -> str:
+        key_len = digest[0] if digest else -1
+        if checksum_len != 1 + key_len + MAC_SIZE or not 1 <= key_len <= MAX_KEY_ID_LENGTH:
+            raise ValueError("signed frame with a malformed key id")
+        key_id = digest[1 : 1 + key_len].decode("ascii")
+        if not key_id.isprintable():
+            raise ValueError("signed frame with a malformed key id")
+        return key_id
+
+    def _layout(
+        self, frame: bytes, state_id: str, version: int | None, stored_bytes: int | None = None
+    ) -> _Layout:
+        key_id: str | None = None
         try:
             magic, fmt, codec_id, algo, checksum_len, header_len = _PREFIX.unpack_from(frame)
-            if magic != MAGIC or fmt != FRAME_FORMAT or algo != CRC32_ID or checksum_len != 4:
+            if magic != MAGIC or fmt != FRAME_FORMAT:
                 raise ValueError("unknown frame layout")
             start = PREFIX_SIZE + checksum_len
+            digest = bytes(frame[PREFIX_SIZE:start])
+            if algo == CRC32_ID and checksum_len == 4:
+                pass
+            elif algo == HMAC_SHA256_ID:
+                key_id = self._key_id(digest, checksum_len)
+            else:
+                raise ValueError("unknown frame layout")
             header = _header_decoder.decode(frame[start : start + header_len])
             compression = _CODECS_BY_ID[codec_id]
-            digest = frame[PREFIX_SIZE:start]
-        except (struct.error, ValueError, KeyError, msgspec.DecodeError) as exc:
+        except (struct.error, ValueError, KeyError, IndexError, msgspec.DecodeError) as exc:
             raise IntegrityError(state_id, version, "unreadable frame header") from exc
+        if self.signing is not None:
+            if key_id is None:
+                raise IntegrityError(
+                    state_id, version, "the frame is not signed, and this store accepts signed frames only"
+                )
+            if self.signing.verifier(key_id) is None:
+                raise IntegrityError(
+                    state_id,
+                    version,
+                    f"the frame is signed with key id {key_id!r}, which this store does not hold",
+                )
+        elif key_id is not None:
+            raise IntegrityError(
+                state_id,
+                version,
+                f"the frame is signed (key id {key_id!r}), and this store has no signing_key to check it",
+            )
         size = len(frame) if stored_bytes is None else stored_bytes
-        return ParsedFrame(header, compression, _checksum_text(digest), size)
+        parsed = ParsedFrame(header, compression, _checksum_text(digest), size)
+        return _Layout(parsed, checksum_len, header_len, key_id)
 
     def _verified(
         self, frame: bytes, state_id: str, version: int
     ) -> tuple[ParsedFrame, memoryview]:
-        parsed = self.parse_header(frame, state_id, version)
+        layout = self._layout(frame, state_id, version)
         view = memoryview(frame)
-        if view[PREFIX_SIZE : PREFIX_SIZE + 4] != _checksum(view, 4):
-            raise IntegrityError(state_id, version, "checksum mismatch")
-        header_len = _PREFIX.unpack_from(frame)[5]
-        return parsed, view[PREFIX_SIZE + 4 + header_len :]
+        end = PREFIX_SIZE + layout.checksum_len
+        if layout.key_id is None:
+            if view[PREFIX_SIZE:end] != _checksum(view, 4):
+                raise IntegrityError(state_id, version, "checksum mismatch")
+        else:
+            assert self.signing is not None  # _layout refused signed frames otherwise
+            mac = self.signing.verifier(layout.key_id)
+            assert mac is not None
+            mac.update(view[: end - MAC_SIZE])
+            mac.update(view[end:])
+            if not hmac.compare_digest(mac.digest(), view[end - MAC_SIZE : end]):
+                raise IntegrityError(state_id, version, "signature mismatch")
+        return layout.parsed, view[end + layout.header_len :]
 
     def _decompress(self, parsed: ParsedFrame, payload: memoryview) -> bytes:
         size = parsed.header.size_bytes

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from recostate._errors import ConfigurationError
+from recostate._signing import SigningKeys
 from recostate._types import CompressionType
 
 __all__ = ["MAX_PAYLOAD_CEILING", "MiB", "StoreConfig"]
@@ -27,6 +29,14 @@ def _number_option(name: str, value: object, *, minimum: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
         raise ConfigurationError(f"{name} must be a number >= {minimum}, got {value!r}")
     return float(value)
+
+
+def _wait_timeout(value: object) -> float:
+    seconds = _number_option("wait_timeout", value, minimum=0.0)
+    # WAIT takes whole milliseconds, and 0 would mean "block forever".
+    if not math.isfinite(seconds) or seconds < 0.001:
+        raise ConfigurationError(f"wait_timeout must be at least 0.001 seconds, got {value!r}")
+    return seconds
 
 
 def _compression(value: object) -> CompressionType:
@@ -55,6 +65,9 @@ class StoreConfig:
     max_payload_bytes: int
     retries: int
     retry_backoff: float
+    signing: SigningKeys | None = None
+    wait_for_replicas: int = 0
+    wait_timeout: float = 1.0
 
     @property
     def versions_kept(self) -> int:
@@ -75,6 +88,9 @@ class StoreConfig:
         max_payload_bytes: Any,
         retries: Any,
         retry_backoff: Any,
+        signing_key: Any = None,
+        wait_for_replicas: Any = 0,
+        wait_timeout: Any = 1.0,
     ) -> StoreConfig:
         """Check every option and return the settings, or raise ``ConfigurationError``."""
         if not isinstance(enable_versioning, bool):
@@ -105,4 +121,7 @@ class StoreConfig:
             max_payload_bytes=max_payload,
             retries=_int_option("retries", retries, minimum=0),
             retry_backoff=_number_option("retry_backoff", retry_backoff, minimum=0.0),
+            signing=SigningKeys.build(signing_key),
+            wait_for_replicas=_int_option("wait_for_replicas", wait_for_replicas, minimum=0),
+            wait_timeout=_wait_timeout(wait_timeout),
         )

@@ -17,8 +17,10 @@ The tree::
     ├── VersionNotFoundError      (also LookupError) rollback to a version not stored
     ├── IntegrityError                               stored bytes fail their checksum or decode
     ├── StoreUnavailableError     (also ConnectionError) server down, unreachable, lost
-    │   └── StoreRefusedError                        server refused the command (OOM, NOPERM,
-    │                                                READONLY...): nothing was applied
+    │   ├── StoreRefusedError                        server refused the command (OOM, NOPERM,
+    │   │                                            READONLY...): nothing was applied
+    │   └── ReplicationError                         applied on the primary, but fewer replicas
+    │                                                than ``wait_for_replicas`` acknowledged it
     └── StoreClosedError          (also RuntimeError) call after ``aclose()``
 """
 
@@ -30,6 +32,7 @@ __all__ = [
     "InvalidInputError",
     "PayloadTooLargeError",
     "RecostateError",
+    "ReplicationError",
     "SerializationError",
     "StoreClosedError",
     "StoreRefusedError",
@@ -139,6 +142,35 @@ class StoreRefusedError(StoreUnavailableError):
 
     Unlike its parent, this error means the command was not applied.
     """
+
+
+class ReplicationError(StoreUnavailableError):
+    """A write was applied on the primary, but too few replicas acknowledged it in time.
+
+    Raised by stores built with ``wait_for_replicas=N`` when Redis ``WAIT`` counts
+    fewer than ``N`` replicas within ``wait_timeout``. Unlike its parent, the
+    write is known to have been applied (and may still reach the replicas
+    later); if the primary fails before they get it, it may be lost.
+
+    Attributes:
+        state_id: the state written.
+        required: the replicas asked for (``wait_for_replicas``).
+        acknowledged: the replicas that acknowledged the write in time.
+        version: the version a save or rollback wrote (``None`` for other writes).
+    """
+
+    def __init__(
+        self, state_id: str, required: int, acknowledged: int, *, version: int | None = None
+    ) -> None:
+        written = f"version {version} of " if version is not None else "a write to "
+        super().__init__(
+            f"{written}state {state_id!r} was applied on the primary, but only "
+            f"{acknowledged} of {required} replicas acknowledged it in time"
+        )
+        self.state_id = state_id
+        self.required = required
+        self.acknowledged = acknowledged
+        self.version = version
 
 
 class StoreClosedError(RecostateError, RuntimeError):

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import TracebackType
@@ -18,6 +18,7 @@ from recostate._config import MiB, StoreConfig
 from recostate._errors import (
     ConfigurationError,
     IntegrityError,
+    ReplicationError,
     StoreClosedError,
     VersionConflictError,
     VersionNotFoundError,
@@ -97,6 +98,17 @@ class RedisStatePersistence:
         max_payload_bytes: the largest encoded state accepted (64 MiB by default).
         retries: how many times a call is resent after a connection failure.
         retry_backoff: the first wait between retries in seconds; it doubles.
+        signing_key: sign every stored frame with HMAC-SHA256 and accept only
+            frames signed by a key held here: ``b"key"`` (at least 16 bytes),
+            a list of keys newest first (the first signs, all verify) whose
+            items are bytes or ``(key_id, key)`` pairs, or a mapping
+            ``{key_id: key}``. See ``docs/reliability.md``.
+        wait_for_replicas: after each write, wait (Redis ``WAIT``) until this
+            many replicas acknowledged it; 0 (the default) does not wait. Fewer
+            acknowledgements within ``wait_timeout`` raise ``ReplicationError``
+            (the write was applied on the primary). Not with ``cluster=True``.
+        wait_timeout: seconds a write waits for its replicas; keep it under
+            ``socket_timeout``.
 
     Raises:
         ConfigurationError: at once, for any invalid option. No I/O happens here.
@@ -119,6 +131,9 @@ class RedisStatePersistence:
         max_payload_bytes: int = 64 * MiB,
         retries: int = 3,
         retry_backoff: float = 0.05,
+        signing_key: bytes | Sequence[bytes | tuple[str, bytes]] | Mapping[str, bytes] | None = None,
+        wait_for_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         self._config = StoreConfig.build(
             compression_type=compression_type,
@@ -131,6 +146,9 @@ class RedisStatePersistence:
             max_payload_bytes=max_payload_bytes,
             retries=retries,
             retry_backoff=retry_backoff,
+            signing_key=signing_key,
+            wait_for_replicas=wait_for_replicas,
+            wait_timeout=wait_timeout,
         )
         if not isinstance(cluster, bool):
             raise ConfigurationError("cluster must be a bool")
@@ -155,7 +173,12 @@ class RedisStatePersistence:
             compression_threshold=self._config.compression_threshold,
             offload_threshold=self._config.offload_threshold,
             max_payload_bytes=self._config.max_payload_bytes,
+            signing=self._config.signing,
         )
+        if self._config.wait_for_replicas and self._cluster:
+            # WAIT counts the replicas of the node it is sent to, and a cluster
+            # client cannot send it on the connection that carried the write.
+            raise ConfigurationError("wait_for_replicas is not supported with a Redis Cluster")
         self._counters = StoreCounters()
         # Tag sets live in other hash slots than the state: on a cluster they
         # are kept by separate commands, on one server inside the write script.
@@ -209,6 +232,28 @@ class RedisStatePersistence:
 
     async def _run(self, script: scripts.Script, keys: StateKeys, *extra: bytes | str | int) -> Any:
         return await self._executor.run(script, keys.fixed, self._args(keys, *extra))
+
+    async def _run_write(
+        self, script: scripts.Script, keys: StateKeys, *extra: bytes | str | int
+    ) -> Any:
+        """Run a writing script, then ``WAIT`` for replicas when ``wait_for_replicas`` asks."""
+        wanted = self._config.wait_for_replicas
+        if not wanted:
+            return await self._run(script, keys, *extra)
+        reply, acked = await self._executor.run_and_wait(
+            script,
+            keys.fixed,
+            self._args(keys, *extra),
+            replicas=wanted,
+            timeout_ms=max(1, round(self._config.wait_timeout * 1000)),
+        )
+        if acked < wanted:
+            if script is scripts.SAVE:
+                if reply[0] == b"conflict":
+                    return reply  # nothing was written: the caller reports the conflict
+                raise ReplicationError(keys.state_id, wanted, acked, version=_int(reply[1]))
+            raise ReplicationError(keys.state_id, wanted, acked)
+        return reply
 
     def _metadata(
         self, state_id: str, version: int, created_ms: Any, info: ParsedFrame
@@ -307,7 +352,7 @@ class RedisStatePersistence:
             # verify each member against its head, which keeps listing exact.
             for tag in frame.info.header.tags:
                 await self._executor.command("SADD", self._keys.tag(tag), keys.version_suffix[1:])
-        reply = await self._run(
+        reply = await self._run_write(
             scripts.SAVE,
             keys,
             uuid.uuid4().hex,
@@ -382,13 +427,13 @@ class RedisStatePersistence:
         self._ensure_open()
         keys = self._state(state_id)
         number = check_version(version)
-        return bool(await self._run(scripts.DELETE_VERSION, keys, number))
+        return bool(await self._run_write(scripts.DELETE_VERSION, keys, number))
 
     async def delete(self, state_id: str) -> bool:
         """Delete every key of the state and its tag memberships; ``True`` if it existed."""
         self._ensure_open()
         keys = self._state(state_id)
-        return bool(await self._run(scripts.DELETE, keys))
+        return bool(await self._run_write(scripts.DELETE, keys))
 
     async def touch(self, state_id: str, ttl: int | Default | None = DEFAULT) -> bool:
         """Apply ``ttl`` (default: ``default_ttl``; ``None``: no expiry) to every key of the state.
@@ -398,7 +443,9 @@ class RedisStatePersistence:
         self._ensure_open()
         keys = self._state(state_id)
         ttl_s = resolve_ttl(ttl, self._config.default_ttl)
-        return bool(await self._run(scripts.TOUCH, keys, "" if ttl_s is None else ttl_s * 1000))
+        return bool(
+            await self._run_write(scripts.TOUCH, keys, "" if ttl_s is None else ttl_s * 1000)
+        )
 
     async def prune(self, state_id: str, keep_last: int) -> int:
         """Delete all but the newest ``keep_last`` versions; return how many were removed.
@@ -408,7 +455,7 @@ class RedisStatePersistence:
         self._ensure_open()
         keys = self._state(state_id)
         keep = check_keep_last(keep_last)
-        return _int(await self._run(scripts.PRUNE, keys, keep))
+        return _int(await self._run_write(scripts.PRUNE, keys, keep))
 
     # -- reads ------------------------------------------------------------------------
 

@@ -92,15 +92,28 @@ local function iso(ms)
     math.floor(rem / 3600), math.floor((rem % 3600) / 60), rem % 60, milli)
 end
 
+local function hex(s)
+  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
 -- The header of a frame (given whole, or its first bytes): codec, checksum, fields.
+-- The checksum reads as recostate._codec writes it: 'crc32:<hex>', or for a
+-- signed frame (algorithm 2) 'hmac-sha256:<key id>:<hex>'.
 local function parse(frame)
   local L = string.byte(frame, 6)
   local H = struct.unpack('>I4', frame, 7)
-  local digest = string.gsub(string.sub(frame, 11, 10 + L), '.', function(c)
-    return string.format('%02x', string.byte(c))
-  end)
+  local field = string.sub(frame, 11, 10 + L)
+  local checksum
+  if string.byte(frame, 5) == 2 then
+    local K = string.byte(field, 1) or 0
+    checksum = 'hmac-sha256:' .. string.sub(field, 2, 1 + K) .. ':' .. hex(string.sub(field, 2 + K))
+  elseif string.byte(frame, 5) == 1 then
+    checksum = 'crc32:' .. hex(field)
+  else
+    checksum = 'unknown:' .. hex(field)
+  end
   local h = cmsgpack.unpack(string.sub(frame, 11 + L, 10 + L + H))
-  return CODECS[string.byte(frame, 4)] or 'unknown', 'crc32:' .. digest, h
+  return CODECS[string.byte(frame, 4)] or 'unknown', checksum, h
 end
 
 -- The header bytes of a stored version, read without its payload.

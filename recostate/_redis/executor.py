@@ -128,6 +128,39 @@ class Executor:
 
         return await self._call(operation, script.name)
 
+    async def run_and_wait(
+        self,
+        script: Script,
+        keys: Sequence[bytes],
+        args: Sequence[Encodable],
+        *,
+        replicas: int,
+        timeout_ms: int,
+    ) -> tuple[Any, int]:
+        """Run ``script``, then ``WAIT replicas timeout_ms`` on the same connection.
+
+        Returns the script's reply and how many replicas acknowledged every
+        write made so far on that connection. Both commands go in one
+        pipeline, so WAIT counts acknowledgements of this very write.
+        """
+
+        async def operation(client: Any) -> tuple[Any, int]:
+            for _ in range(2):
+                pipe = client.pipeline(transaction=False)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+                reply, acked = await pipe.execute(raise_on_error=False)
+                if isinstance(reply, rexc.NoScriptError):
+                    await self._load(client, script)
+                    continue
+                for item in (reply, acked):
+                    if isinstance(item, BaseException):
+                        raise item
+                return reply, int(acked)
+            raise rexc.NoScriptError(f"script {script.name} was flushed again right after loading")
+
+        return await self._call(operation, script.name)
+
     async def _load(self, client: Any, script: Script) -> None:
         if isinstance(client, RedisCluster):
             await client.execute_command(
