@@ -38,13 +38,14 @@ import struct
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import anyio
 import anyio.to_thread
 import lz4.block
 import msgspec
 
+from recostate._config import MAX_PAYLOAD_CEILING
 from recostate._errors import IntegrityError, PayloadTooLargeError, SerializationError
 from recostate._signing import MAC_SIZE, MAX_KEY_ID_LENGTH, SigningKeys
 from recostate._types import CompressionType
@@ -74,13 +75,17 @@ _CODECS_BY_ID: Final = {value: key for key, value in _CODEC_IDS.items()}
 T = TypeVar("T")
 
 
+# A header field a forged or damaged frame could make negative.
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
 class FrameHeader(msgspec.Struct, frozen=True, array_like=True):
     """The per-version metadata carried inside a frame."""
 
-    updated_at_ms: int
-    size_bytes: int
-    ttl: int  # 0: no expiry (msgpack nil would leave a hole in a Lua table)
-    rolled_back_from: int  # 0: not a rollback
+    updated_at_ms: NonNegative
+    size_bytes: NonNegative
+    ttl: NonNegative  # 0: no expiry (msgpack nil would leave a hole in a Lua table)
+    rolled_back_from: NonNegative  # 0: not a rollback
     tags: tuple[str, ...] = ()
 
     @property
@@ -162,7 +167,7 @@ class Codec:
         """Return the msgpack bytes of ``state``, or raise ``SerializationError``."""
         try:
             raw = self._encoder.encode(state)
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as exc:
             # The message names the type, never the value.
             raise SerializationError(
                 f"cannot encode a state of type {type(state).__name__}: {type(exc).__name__}"
@@ -327,6 +332,9 @@ class Codec:
 
     def _decompress(self, parsed: ParsedFrame, payload: memoryview) -> bytes:
         size = parsed.header.size_bytes
+        if size > MAX_PAYLOAD_CEILING:
+            # No store writes more; refuse before allocating what a header claims.
+            raise ValueError("announced size over the largest payload any store writes")
         if parsed.compression is CompressionType.NONE:
             raw = bytes(payload)
         elif parsed.compression is CompressionType.LZ4:
@@ -357,13 +365,13 @@ class Codec:
         parsed, payload = self._verified(frame, state_id, version)
         try:
             raw = self._decompress(parsed, payload)
-        except (ValueError, MemoryError, zlib.error, lz4.block.LZ4BlockError) as exc:
+        except (ValueError, OverflowError, MemoryError, zlib.error, lz4.block.LZ4BlockError) as exc:
             raise IntegrityError(state_id, version, "payload does not decompress") from exc
         try:
             return self._decoder(None).decode(raw) if type_ is None else self._decode_typed(
                 raw, type_
             ), parsed
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise IntegrityError(state_id, version, "payload does not decode") from exc
 
     def _decode_typed(self, raw: bytes, type_: Any) -> Any:

@@ -99,6 +99,10 @@ class StoreConfig:
             default_ttl = _int_option("default_ttl", default_ttl, minimum=1)
         if not isinstance(key_prefix, str) or not key_prefix:
             raise ConfigurationError("key_prefix must be a non-empty str")
+        try:
+            key_prefix.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError("key_prefix must be encodable as UTF-8") from exc
         if "{" in key_prefix or "}" in key_prefix:
             # A brace in the prefix would become every key's Redis Cluster hash
             # tag and put all states in one slot.

@@ -18,7 +18,7 @@ The tree::
     ├── IntegrityError                               stored bytes fail their checksum or decode
     ├── StoreUnavailableError     (also ConnectionError) server down, unreachable, lost
     │   ├── StoreRefusedError                        server refused the command (OOM, NOPERM,
-    │   │                                            READONLY...): nothing was applied
+    │   │                                            bad credentials): nothing was applied
     │   └── ReplicationError                         applied on the primary, but fewer replicas
     │                                                than ``wait_for_replicas`` acknowledged it
     └── StoreClosedError          (also RuntimeError) call after ``aclose()``
@@ -138,7 +138,7 @@ class StoreUnavailableError(RecostateError, ConnectionError):
 
 
 class StoreRefusedError(StoreUnavailableError):
-    """The server refused the command (out of memory, no permission, read-only replica).
+    """The server refused the command (out of memory, no permission, bad credentials).
 
     Unlike its parent, this error means the command was not applied.
     """

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "MAX_TTL_SECONDS",
+    "MAX_VERSION",
     "check_keep_last",
     "check_state_id",
     "check_tag",
@@ -33,6 +34,8 @@ MAX_TAGS = 256
 # About 100 years: far beyond any real expiry, far below the millisecond overflow
 # of Redis's PEXPIRE.
 MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
+# Lua numbers are doubles: larger version numbers would lose precision on the server.
+MAX_VERSION = 2**53 - 1
 
 
 def _kind(value: object) -> str:
@@ -61,9 +64,16 @@ def _non_negative_int(value: object, name: str) -> int:
     return int(value)
 
 
+def _version_number(value: object, name: str) -> int:
+    number = _non_negative_int(value, name)
+    if number > MAX_VERSION:
+        raise InvalidInputError(f"{name} must be at most {MAX_VERSION}")
+    return number
+
+
 def check_version(value: object, name: str = "version") -> int:
-    """Return ``value`` if it is a non-negative ``int`` (bools refused)."""
-    return _non_negative_int(value, name)
+    """Return ``value`` if it is a non-negative ``int`` up to 2**53 - 1 (bools refused)."""
+    return _version_number(value, name)
 
 
 def check_keep_last(value: object) -> int:

@@ -407,11 +407,6 @@ def test_header_that_is_not_a_frame_header_is_an_integrity_error() -> None:
             codec.parse_header(forged, "s", 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a frame whose header announces a size_bytes beyond a C int (LZ4) or "
-    "C ssize_t (zlib) makes _decompress raise OverflowError, not IntegrityError",
-)
 @pytest.mark.parametrize(("codec_id", "size"), [(1, 2**31), (1, 2**40), (2, 2**63), (1, 2**64 - 1)])
 def test_absurd_announced_size_is_an_integrity_error(codec_id: int, size: int) -> None:
     forged = forge(b"\x01\x02\x03", header_bytes(size), codec_id=codec_id)
@@ -419,11 +414,6 @@ def test_absurd_announced_size_is_an_integrity_error(codec_id: int, size: int) -
         make_codec().decode_frame(forged, "s", 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a checksum-consistent payload nested deeper than msgspec's recursion "
-    "limit makes decode_frame raise RecursionError, not IntegrityError",
-)
 def test_payload_nested_too_deep_is_an_integrity_error() -> None:
     payload = b"\x91" * 100_000 + b"\xc0"  # [[[[...nil...]]]]
     forged = forge(payload, header_bytes(len(payload)), codec_id=0)
@@ -540,11 +530,6 @@ def test_unencodable_state_is_a_serialization_error(state: object) -> None:
         make_codec().encode_state(state)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a state nested deeper than msgspec's recursion limit makes encode_state "
-    "raise RecursionError (a RuntimeError), not SerializationError",
-)
 def test_state_nested_too_deep_is_a_serialization_error() -> None:
     state: list[Any] = []
     for _ in range(100_000):
@@ -678,3 +663,10 @@ async def test_reframe_verifies_the_source_first() -> None:
     with pytest.raises(IntegrityError) as info:
         await codec.reframe(bytes(corrupt), lambda old: old, "sid", 9)
     assert (info.value.state_id, info.value.version) == ("sid", 9)
+
+
+def test_negative_header_fields_are_an_integrity_error() -> None:
+    header = msgspec.msgpack.encode([1_700_000_000_000, 3, -5, 0, []])
+    forged = forge(b"\x01\x02\x03", header, codec_id=0)
+    with pytest.raises(IntegrityError):
+        make_codec().parse_header(forged, "s", 1)

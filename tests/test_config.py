@@ -271,11 +271,6 @@ def test_sync_facade_takes_the_same_arguments() -> None:
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a key_prefix with a lone surrogate escapes the checks and raises "
-    "UnicodeEncodeError from KeySpace instead of ConfigurationError",
-)
 def test_unencodable_key_prefix_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError):
         RedisStatePersistence(key_prefix="app\ud800")

@@ -323,3 +323,13 @@ async def test_serialization_error_comes_before_io(offline: RedisStatePersistenc
             await small.save("x", "y" * 1000)
     finally:
         await small.aclose()
+
+
+def test_version_numbers_beyond_lua_precision_are_refused() -> None:
+    from recostate._validation import MAX_VERSION, check_version
+
+    assert check_version(MAX_VERSION) == MAX_VERSION
+    with pytest.raises(InvalidInputError):
+        check_version(MAX_VERSION + 1)
+    with pytest.raises(InvalidInputError):
+        check_version(2**60, "expected_version")
