@@ -54,7 +54,9 @@ def _key(value: object, where: str) -> bytes:
             f"{where}: a signing key must be bytes, not str (use .encode() or bytes.fromhex())"
         )
     if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise ConfigurationError(f"{where}: a signing key must be bytes, not {type(value).__name__}")
+        raise ConfigurationError(
+            f"{where}: a signing key must be bytes, not {type(value).__name__}"
+        )
     key = bytes(value)
     if len(key) < MIN_KEY_BYTES:
         raise ConfigurationError(

@@ -66,9 +66,7 @@ async def kill_clients(admin: aioredis.Redis) -> int:
 
 
 @contextlib.asynccontextmanager
-async def killing(
-    admin: aioredis.Redis, every: float = 0.01
-) -> AsyncIterator[Callable[[], int]]:
+async def killing(admin: aioredis.Redis, every: float = 0.01) -> AsyncIterator[Callable[[], int]]:
     """Kill the store's connections every ``every`` seconds while the block runs."""
     total = 0
 
@@ -97,6 +95,7 @@ async def test_client_kill_during_reads_and_writes_is_transparent(
     while connections are killed is applied exactly once, with no self-conflict."""
     store = make_store(server.url, max_versions=1000)
     try:
+
         async def writer(w: int) -> list[int]:
             versions = []
             for i in range(40):
@@ -308,6 +307,7 @@ async def test_ten_times_max_connections_callers_all_finish(
 ) -> None:
     store = make_store(server.url, redis_options={"max_connections": 4, "pool_timeout": 20.0})
     try:
+
         async def caller(i: int) -> None:
             for j in range(5):
                 await store.save(f"p{i}", {"i": i, "j": j})
@@ -350,9 +350,7 @@ async def test_compare_and_set_counter_history_under_connection_kills(
                 assert found is not None
                 value, meta = found
                 try:
-                    written = await store.save(
-                        "counter", value + 1, expected_version=meta.version
-                    )
+                    written = await store.save("counter", value + 1, expected_version=meta.version)
                 except VersionConflictError:
                     conflicts += 1
                     continue
