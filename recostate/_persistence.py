@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from recostate import _scripts as scripts
+from recostate import _telemetry as telemetry
 from recostate._codec import Codec, EncodedFrame, FrameHeader, ParsedFrame, now_ms
 from recostate._config import MiB, StoreConfig
 from recostate._errors import (
@@ -280,6 +281,7 @@ class RedisStatePersistence:
 
     # -- writes -----------------------------------------------------------------------
 
+    @telemetry.traced("save", id_position=1)
     async def save_with_metadata(
         self,
         state: Any,
@@ -336,6 +338,7 @@ class RedisStatePersistence:
             meta.compression_type.value,
             (time.perf_counter() - started) * 1000,
         )
+        telemetry.record_write(meta)
         return meta
 
     async def _write(
@@ -366,6 +369,7 @@ class RedisStatePersistence:
         status = reply[0]
         if status == b"conflict":
             self._counters.conflicts += 1
+            telemetry.record_conflict()
             actual = _int(reply[1])
             asked = expected if expected is not None and expected != actual else version
             raise VersionConflictError(
@@ -391,6 +395,7 @@ class RedisStatePersistence:
             state, state_id, version=version, tags=tags, ttl=ttl, expected_version=expected_version
         )
 
+    @telemetry.traced("rollback")
     async def rollback(self, state_id: str, version: int) -> StateMetadata:
         """Write a new head whose state equals ``version``'s; history is kept.
 
@@ -416,8 +421,10 @@ class RedisStatePersistence:
             frame = await self._codec.reframe(reply[2], header_of, keys.state_id, source)
         meta = await self._write(keys, frame, version=None, expected=None, ttl=ttl)
         logger.debug("rollback id=%r from=%d to version=%d", keys.state_id, source, meta.version)
+        telemetry.record_write(meta)
         return meta
 
+    @telemetry.traced("delete_version")
     async def delete_version(self, state_id: str, version: int) -> bool:
         """Delete one version; ``True`` if it existed.
 
@@ -429,12 +436,14 @@ class RedisStatePersistence:
         number = check_version(version)
         return bool(await self._run_write(scripts.DELETE_VERSION, keys, number))
 
+    @telemetry.traced("delete")
     async def delete(self, state_id: str) -> bool:
         """Delete every key of the state and its tag memberships; ``True`` if it existed."""
         self._ensure_open()
         keys = self._state(state_id)
         return bool(await self._run_write(scripts.DELETE, keys))
 
+    @telemetry.traced("touch")
     async def touch(self, state_id: str, ttl: int | Default | None = DEFAULT) -> bool:
         """Apply ``ttl`` (default: ``default_ttl``; ``None``: no expiry) to every key of the state.
 
@@ -447,6 +456,7 @@ class RedisStatePersistence:
             await self._run_write(scripts.TOUCH, keys, "" if ttl_s is None else ttl_s * 1000)
         )
 
+    @telemetry.traced("prune")
     async def prune(self, state_id: str, keep_last: int) -> int:
         """Delete all but the newest ``keep_last`` versions; return how many were removed.
 
@@ -465,6 +475,7 @@ class RedisStatePersistence:
             yield
         except IntegrityError as exc:
             self._counters.integrity_failures += 1
+            telemetry.record_integrity_failure()
             logger.warning("integrity failure on state id=%r: %s", state_id, exc.reason)
             raise
 
@@ -478,6 +489,7 @@ class RedisStatePersistence:
         self, state_id: str, version: int | None = None, *, type: type[T]
     ) -> tuple[T, StateMetadata] | None: ...
 
+    @telemetry.traced("load")
     async def load_with_metadata(
         self, state_id: str, version: int | None = None, *, type: Any = None
     ) -> tuple[Any, StateMetadata] | None:
@@ -512,6 +524,7 @@ class RedisStatePersistence:
             len(frame),
             (time.perf_counter() - started) * 1000,
         )
+        telemetry.record_read(number, len(frame))
         return state, self._metadata(keys.state_id, number, reply[1], info)
 
     @overload
@@ -529,6 +542,7 @@ class RedisStatePersistence:
         found = await self.load_with_metadata(state_id, version, type=type)
         return None if found is None else found[0]
 
+    @telemetry.traced("get_metadata")
     async def get_metadata(self, state_id: str, version: int | None = None) -> StateMetadata | None:
         """Return the metadata of the head (or ``version``) without reading the payload."""
         self._ensure_open()
@@ -542,6 +556,7 @@ class RedisStatePersistence:
             info = self._codec.parse_header(reply[2], keys.state_id, number, _int(reply[3]))
         return self._metadata(keys.state_id, number, reply[1], info)
 
+    @telemetry.traced("list_versions")
     async def list_versions(self, state_id: str) -> list[StateMetadata]:
         """Return the metadata of every stored version, oldest first (``[]`` if unknown)."""
         self._ensure_open()
@@ -557,6 +572,7 @@ class RedisStatePersistence:
             out.append(self._metadata(keys.state_id, _int(number), created, info))
         return out
 
+    @telemetry.traced("exists")
     async def exists(self, state_id: str) -> bool:
         """Return whether the state exists (has at least one stored version)."""
         self._ensure_open()
@@ -620,6 +636,7 @@ class RedisStatePersistence:
             if int(cursor) == 0:
                 return
 
+    @telemetry.traced("list_states", id_position=99)
     async def list_states(self, *, tag: str | None = None) -> list[str]:
         """Return the ids of existing states (whose head carries ``tag``, if given)."""
         return [state_id async for state_id in self.iter_states(tag=tag)]

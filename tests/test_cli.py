@@ -1,0 +1,416 @@
+"""The ``recostate`` command, each subcommand against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+
+from recostate import RedisStatePersistence
+from recostate._keys import KeySpace
+from recostate._server import EmbeddedRedis
+from recostate.cli import cli
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as embedded:
+        yield embedded
+
+
+@pytest.fixture(scope="module")
+def other_server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as embedded:
+        yield embedded
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"clitest-{uuid.uuid4().hex[:10]}"
+
+
+def run(server: EmbeddedRedis, prefix: str, *args: str, **env: str) -> Result:
+    """Invoke the command in-process with --url and --prefix set."""
+    runner = CliRunner()
+    return runner.invoke(
+        cli, ["--url", server.url, "--prefix", prefix, *args], env={"REDIS_URL": None, **env}
+    )
+
+
+def seed(url: str, prefix: str, *steps: tuple[str, Any, dict[str, Any]]) -> None:
+    async def work() -> None:
+        async with RedisStatePersistence(url, key_prefix=prefix) as store:
+            for state_id, state, options in steps:
+                await store.save(state_id, state, **options)
+
+    asyncio.run(work())
+
+
+def with_store(url: str, prefix: str, work: Any) -> Any:
+    async def inner() -> Any:
+        async with RedisStatePersistence(url, key_prefix=prefix, max_versions=100) as store:
+            return await work(store)
+
+    return asyncio.run(inner())
+
+
+def corrupt(url: str, prefix: str, state_id: str, version: int) -> None:
+    key = KeySpace(prefix).state(state_id).version(version)
+    client = redis.Redis.from_url(url)
+    try:
+        stored = client.get(key)
+        assert stored is not None
+        client.setrange(key, len(stored) - 2, b"\xff\xfe")
+    finally:
+        client.close()
+
+
+def test_help_texts_describe_every_command() -> None:
+    runner = CliRunner()
+    top = runner.invoke(cli, ["--help"])
+    assert top.exit_code == 0
+    for name in ("demo", "bench", "ls", "show", "versions", "rollback", "rm", "prune", "touch",
+                 "stats", "verify", "export", "import"):
+        assert name in top.output
+        sub = runner.invoke(cli, [name, "--help"])
+        assert sub.exit_code == 0, sub.output
+        assert "--url" in sub.output and "Usage: " in sub.output
+    assert "REDIS_URL" in top.output and "--prefix" in top.output
+
+
+def test_ls_lists_ids_filters_by_tag_and_prints_json(server: EmbeddedRedis, prefix: str) -> None:
+    seed(
+        server.url,
+        prefix,
+        ("b-agent", {"step": 1}, {"tags": ["agents"]}),
+        ("a-session", {"user": "ada"}, {}),
+    )
+    plain = run(server, prefix, "ls")
+    assert plain.exit_code == 0
+    assert plain.output.splitlines() == ["a-session", "b-agent"]
+    tagged = run(server, prefix, "ls", "--tag", "agents")
+    assert tagged.output.splitlines() == ["b-agent"]
+    listed = json.loads(run(server, prefix, "ls", "--json").output)
+    assert [item["state_id"] for item in listed] == ["a-session", "b-agent"]
+    assert listed[1]["version"] == 1 and listed[1]["tags"] == ["agents"]
+    long_ = run(server, prefix, "ls", "-l")
+    assert long_.output.splitlines()[0].split()[:2] == ["ID", "HEAD"]
+    assert run(server, f"{prefix}-empty", "ls").output == ""
+
+
+def test_show_prints_state_as_json_with_metadata(server: EmbeddedRedis, prefix: str) -> None:
+    seed(
+        server.url,
+        prefix,
+        ("agent-7", {"step": 1, "blob": b"\x00\x01"}, {"tags": ["agents"]}),
+        ("agent-7", {"step": 2}, {"ttl": 600}),
+    )
+    head = run(server, prefix, "show", "agent-7")
+    assert head.exit_code == 0, head.output
+    lines = head.output.splitlines()
+    assert "version:" in lines[1] and lines[1].split()[-1] == "2"
+    assert any(line.startswith("expires_in:") and line.endswith(" s") for line in lines)
+    assert json.loads(head.output.split("state:\n", 1)[1]) == {"step": 2}
+    first = json.loads(run(server, prefix, "show", "agent-7", "--version", "1", "--json").output)
+    assert first["metadata"]["version"] == 1 and first["metadata"]["tags"] == ["agents"]
+    assert first["state"] == {"step": 1, "blob": "AAE="}  # bytes shown as base64
+    only = run(server, prefix, "show", "agent-7", "-s")
+    assert json.loads(only.output) == {"step": 2}
+
+
+def test_versions_table_lists_each_version_and_rollback_origin(
+    server: EmbeddedRedis, prefix: str
+) -> None:
+    seed(
+        server.url,
+        prefix,
+        ("doc", {"text": "x" * 5000}, {"tags": ["big"]}),
+        ("doc", {"text": "short"}, {}),
+    )
+    assert run(server, prefix, "rollback", "doc", "1").exit_code == 0
+    table = run(server, prefix, "versions", "doc")
+    assert table.exit_code == 0
+    header, *rows = table.output.splitlines()
+    assert header.split()[:2] == ["VERSION", "UPDATED"] and "ROLLED BACK FROM" in header
+    assert [row.split()[0] for row in rows] == ["1", "2", "3"]
+    assert "lz4" in rows[0] and "big" in rows[0]
+    assert rows[2].split()[-1] == "1" and rows[1].split()[-1] == "-"
+    listed = json.loads(run(server, prefix, "versions", "doc", "--json").output)
+    assert [item["rolled_back_from"] for item in listed] == [None, None, 1]
+
+
+def test_rollback_writes_a_new_head_and_keeps_the_expiry(
+    server: EmbeddedRedis, prefix: str
+) -> None:
+    seed(server.url, prefix, ("s", {"v": 1}, {"ttl": 900}), ("s", {"v": 2}, {"ttl": 900}))
+    result = run(server, prefix, "rollback", "s", "1")
+    assert result.exit_code == 0
+    assert result.output.strip() == "s: version 3 restores version 1"
+
+    async def check(store: RedisStatePersistence) -> None:
+        assert await store.load("s") == {"v": 1}
+        keys = KeySpace(prefix).state("s")
+        ttl = await store._executor.command("PTTL", keys.state)
+        assert 0 < ttl <= 900_000
+
+    with_store(server.url, prefix, check)
+    missing = run(server, prefix, "rollback", "s", "9")
+    assert missing.exit_code == 1
+    assert "has no stored version 9 (stored: 1, 2, 3)" in missing.output
+
+
+def test_rm_deletes_a_version_or_the_whole_state(server: EmbeddedRedis, prefix: str) -> None:
+    seed(server.url, prefix, ("s", 1, {}), ("s", 2, {}), ("s", 3, {}))
+    assert run(server, prefix, "rm", "s", "--version", "2").output.strip() == "deleted s version 2"
+    assert [m.version for m in with_store(server.url, prefix, lambda s: s.list_versions("s"))] == [
+        1,
+        3,
+    ]
+    assert run(server, prefix, "rm", "s", "--version", "2").exit_code == 1
+    assert run(server, prefix, "rm", "s").output.strip() == "deleted s"
+    again = run(server, prefix, "rm", "s")
+    assert again.exit_code == 1 and "no state 's'" in again.output
+
+
+def test_prune_keeps_the_newest_versions(server: EmbeddedRedis, prefix: str) -> None:
+    seed(server.url, prefix, *[("s", n, {}) for n in range(1, 6)])
+    result = run(server, prefix, "prune", "s", "--keep", "2")
+    assert result.exit_code == 0 and result.output.strip() == "s: removed 3 version(s)"
+    kept = with_store(server.url, prefix, lambda s: s.list_versions("s"))
+    assert [m.version for m in kept] == [4, 5]
+    assert run(server, prefix, "prune", "s").exit_code == 2  # --keep is required
+
+
+def test_touch_sets_and_removes_the_expiry(server: EmbeddedRedis, prefix: str) -> None:
+    seed(server.url, prefix, ("s", 1, {}))
+    keys = KeySpace(prefix).state("s")
+    assert run(server, prefix, "touch", "s", "--ttl", "100").exit_code == 0
+    ttl = with_store(server.url, prefix, lambda s: s._executor.command("PTTL", keys.state))
+    assert 0 < ttl <= 100_000
+    assert run(server, prefix, "touch", "s", "--persist").output.strip() == "s: never expires"
+    assert with_store(server.url, prefix, lambda s: s._executor.command("PTTL", keys.state)) == -1
+    assert run(server, prefix, "touch", "s").exit_code == 2
+    assert run(server, prefix, "touch", "nope", "--ttl", "5").exit_code == 1
+
+
+def test_stats_counts_states_versions_and_bytes(server: EmbeddedRedis, prefix: str) -> None:
+    seed(server.url, prefix, ("a", {"t": "y" * 4000}, {}), ("a", 2, {}), ("b", 3, {}))
+    figures = json.loads(run(server, prefix, "stats", "--json").output)
+    assert figures["states"] == 2 and figures["versions"] == 3
+    assert figures["bytes_encoded"] > figures["bytes_stored"] > 0
+    assert figures["redis_info"]["used_memory"] > 0
+    text = run(server, prefix, "stats").output
+    assert "states:" in text and "Redis " in text
+
+
+def test_verify_passes_then_fails_on_a_corrupted_version(
+    server: EmbeddedRedis, prefix: str
+) -> None:
+    seed(
+        server.url,
+        prefix,
+        ("good", 1, {"tags": ["t"]}),
+        ("bad", {"x": 1}, {}),
+        ("bad", {"x": 2}, {}),
+    )
+    sound = run(server, prefix, "verify")
+    assert sound.exit_code == 0
+    assert "checked 3 version(s) of 2 state(s): all sound" in sound.output
+    corrupt(server.url, prefix, "bad", 1)
+    damaged = run(server, prefix, "verify")
+    assert damaged.exit_code == 1
+    assert "CORRUPTED 'bad' version 1: checksum mismatch" in damaged.output
+    assert "1 corrupted" in damaged.output
+    assert run(server, prefix, "verify", "--tag", "t").exit_code == 0
+    shown = run(server, prefix, "show", "bad", "--version", "1")
+    assert shown.exit_code == 1 and "corrupted:" in shown.output
+
+
+def test_export_and_import_move_every_version_between_servers(
+    server: EmbeddedRedis, other_server: EmbeddedRedis, prefix: str, tmp_path: Path
+) -> None:
+    seed(
+        server.url,
+        prefix,
+        ("agent-7", {"step": 1, "when": "x" * 3000}, {"tags": ["agents"]}),
+        ("agent-7", {"step": 2}, {"tags": ["agents"]}),
+        ("session", {"user": "ada", "raw": b"\x00"}, {"ttl": 600}),
+        ("other", [1, 2, 3], {}),
+    )
+    assert run(server, prefix, "rollback", "agent-7", "1").exit_code == 0
+    backup = tmp_path / "backup.jsonl"
+    out = run(server, prefix, "export", "-o", str(backup), "--with-state")
+    assert out.exit_code == 0, out.output
+    lines = [json.loads(line) for line in backup.read_text().splitlines()]
+    assert lines[0]["format"] == "recostate-export"
+    assert sum(1 for line in lines[1:] if line["state_id"] == "agent-7") == 3
+
+    imported = run(other_server, prefix, "import", str(backup))
+    assert imported.exit_code == 0, imported.output
+    assert "imported 5 version(s) of 3 state(s)" in imported.output
+
+    async def snapshot(store: RedisStatePersistence) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for state_id in sorted(await store.list_states()):
+            versions = await store.list_versions(state_id)
+            out[state_id] = [
+                (meta, await store.load(state_id, meta.version)) for meta in versions
+            ]
+        out["agents"] = await store.list_states(tag="agents")
+        return out
+
+    source = with_store(server.url, prefix, snapshot)
+    target = with_store(other_server.url, prefix, snapshot)
+    assert target == source
+    keys = KeySpace(prefix).state("session")
+    ttl = with_store(other_server.url, prefix, lambda s: s._executor.command("PTTL", keys.state))
+    assert 0 < ttl <= 600_000
+
+
+def test_import_refuses_skips_or_replaces_existing_states(
+    server: EmbeddedRedis, prefix: str, tmp_path: Path
+) -> None:
+    seed(server.url, prefix, ("s", {"v": 1}, {}))
+    backup = tmp_path / "one.jsonl"
+    assert run(server, prefix, "export", "-o", str(backup)).exit_code == 0
+    seed(server.url, prefix, ("s", {"v": 2}, {}))
+
+    refused = run(server, prefix, "import", str(backup))
+    assert refused.exit_code == 1 and "already exists" in refused.output
+    skipped = run(server, prefix, "import", "--existing", "skip", str(backup))
+    assert skipped.exit_code == 0 and "1 existing state(s) skipped" in skipped.output
+    assert with_store(server.url, prefix, lambda s: s.load("s")) == {"v": 2}
+    replaced = run(server, prefix, "import", "--existing", "replace", str(backup))
+    assert replaced.exit_code == 0
+    assert with_store(server.url, prefix, lambda s: s.load("s")) == {"v": 1}
+
+
+def test_import_from_standard_input_and_refusal_of_other_files(
+    server: EmbeddedRedis, prefix: str
+) -> None:
+    seed(server.url, prefix, ("s", {"v": 1}, {}))
+    exported = run(server, prefix, "export")
+    dump = exported.stdout
+    fresh = f"{prefix}-copy"
+    piped = CliRunner().invoke(
+        cli, ["--url", server.url, "--prefix", fresh, "import", "-"], input=dump
+    )
+    assert piped.exit_code == 0, piped.output
+    assert with_store(server.url, fresh, lambda s: s.load("s")) == {"v": 1}
+    bad = CliRunner().invoke(
+        cli, ["--url", server.url, "--prefix", fresh, "import", "-"], input='{"a": 1}\n'
+    )
+    assert bad.exit_code == 1 and "not a recostate export" in bad.output
+    broken = CliRunner().invoke(
+        cli,
+        ["--url", server.url, "--prefix", fresh, "import", "-"],
+        input=dump.splitlines()[0] + "\n{not json\n",
+    )
+    assert broken.exit_code == 1 and "line 2: not JSON" in broken.output
+
+
+def test_url_and_prefix_come_from_the_environment_or_after_the_command(
+    server: EmbeddedRedis, prefix: str
+) -> None:
+    seed(server.url, prefix, ("s", 1, {}))
+    runner = CliRunner()
+    from_env = runner.invoke(cli, ["ls"], env={"REDIS_URL": server.url, "RECOSTATE_PREFIX": prefix})
+    assert from_env.output.splitlines() == ["s"]
+    after = runner.invoke(cli, ["ls", "--url", server.url, "--prefix", prefix], env={"REDIS_URL": None})
+    assert after.output.splitlines() == ["s"]
+
+
+def test_demo_command_runs_on_a_given_server(server: EmbeddedRedis) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--url", server.url])
+    assert result.exit_code == 0, result.output
+    assert "rolled back: version 4 restores version 1" in result.output
+    assert result.output.rstrip().endswith("Done.")
+
+
+def test_bench_runs_the_suite_or_explains_where_it_lives(server: EmbeddedRedis) -> None:
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0 and "benchmark" in result.output
+    if importlib.util.find_spec("benchmarks") is None or not (
+        Path(__file__).parent.parent / "benchmarks" / "__main__.py"
+    ).exists():
+        absent = CliRunner().invoke(cli, ["bench", "--url", server.url])
+        assert absent.exit_code == 1
+        assert "from a clone of the recostate repository" in absent.output
+
+
+def cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RECOSTATE_PREFIX")}
+    return subprocess.run(
+        [sys.executable, "-m", "recostate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environ, **(env or {})},
+    )
+
+
+def test_errors_are_one_line_and_never_a_traceback(server: EmbeddedRedis, prefix: str) -> None:
+    seed(server.url, prefix, ("s", {"v": 1}, {}), ("s", {"v": 2}, {}))
+    corrupt(server.url, prefix, "s", 2)
+    closed_port = EmbeddedRedis().port  # a free port nobody listens on
+    cases = {
+        "cannot reach Redis at": ["--url", f"redis://127.0.0.1:{closed_port}/0", "ls"],
+        "invalid setting: redis_url": ["--url", "http://example.invalid", "ls"],
+        "no state 'missing'": ["--url", server.url, "--prefix", prefix, "show", "missing"],
+        "corrupted: state 's' version 2": ["--url", server.url, "--prefix", prefix, "show", "s"],
+    }
+    for expected, args in cases.items():
+        result = cli_process(*args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: "), result.stderr
+        assert expected in result.stderr
+        assert result.stdout == ""
+    usage = cli_process("show")
+    assert usage.returncode == 2 and "Missing argument 'STATE_ID'" in usage.stderr
+
+
+def test_long_runs_draw_a_progress_bar_on_a_terminal(server: EmbeddedRedis, prefix: str) -> None:
+    seed(server.url, prefix, *[(f"s{n}", n, {}) for n in range(30)])
+    leader, follower = pty.openpty()
+    environ = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recostate", "--url", server.url, "--prefix", prefix, "verify"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env={**environ, "COLUMNS": "100"},
+    )
+    os.close(follower)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    stdout, _ = process.communicate(timeout=30)
+    os.close(leader)
+    assert process.returncode == 0
+    assert b"verifying" in screen and b"0/30" in screen
+    assert b"[" + b"#" * 30 + b"]  30/30" in screen
+    assert b"all sound" in stdout
+    piped = cli_process("--url", server.url, "--prefix", prefix, "verify")
+    assert piped.stderr == ""  # no bar when standard error is not a terminal

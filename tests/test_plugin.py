@@ -1,0 +1,90 @@
+"""The pytest plugin (``recostate.testing``), as a user's test suite sees it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from recostate import RedisStatePersistence
+from recostate._server import EmbeddedRedis
+
+pytest_plugins = ["pytester"]
+
+USER_TESTS = '''
+import pytest
+
+from recostate import RedisStatePersistence
+from recostate.sync import RedisStatePersistence as SyncStore
+
+PREFIXES = []
+
+
+@pytest.mark.asyncio
+async def test_async_store(recostate_store, recostate_key_prefix):
+    assert isinstance(recostate_store, RedisStatePersistence)
+    assert recostate_store.config.key_prefix == recostate_key_prefix
+    await recostate_store.save("agent-7", {"step": 1}, tags=["agents"])
+    assert await recostate_store.load("agent-7") == {"step": 1}
+    PREFIXES.append(recostate_key_prefix)
+
+
+def test_sync_store(recostate_sync_store, recostate_key_prefix):
+    assert isinstance(recostate_sync_store, SyncStore)
+    recostate_sync_store.save("agent-7", [1, 2])
+    assert recostate_sync_store.load("agent-7") == [1, 2]
+    PREFIXES.append(recostate_key_prefix)
+
+
+def test_each_test_has_its_own_prefix(recostate_key_prefix):
+    assert recostate_key_prefix not in PREFIXES
+
+
+def test_url_names_a_loopback_server(recostate_url):
+    assert recostate_url.startswith("redis://127.0.0.1:")
+
+
+class TestOptions:
+    @pytest.fixture
+    def recostate_store_options(self):
+        return {"max_versions": 2}
+
+    def test_options_reach_the_store(self, recostate_sync_store):
+        for step in range(5):
+            recostate_sync_store.save("s", step)
+        assert [m.version for m in recostate_sync_store.list_versions("s")] == [4, 5]
+'''
+
+
+@pytest.fixture(scope="module")
+def user_server() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as server:
+        yield server
+
+
+def test_fixtures_work_in_a_user_suite_with_a_server_of_their_own(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_user=USER_TESTS)
+    monkeypatch.delenv("REDIS_URL", raising=False)  # the plugin starts a throwaway server
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=5)
+
+
+def test_fixtures_use_redis_url_and_leave_no_state_behind(
+    pytester: pytest.Pytester, user_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        test_user=USER_TESTS.replace('"redis://127.0.0.1:"', f'"{user_server.url}"')
+    )
+    monkeypatch.setenv("REDIS_URL", user_server.url)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=5)
+
+    async def leftover_keys() -> int:
+        async with RedisStatePersistence(user_server.url) as store:
+            return len([key async for key in store._executor.scan(b"recostate-test-*")])
+
+    assert asyncio.run(leftover_keys()) == 0
+
