@@ -11,7 +11,8 @@ A stored version is one *frame*::
     6       4     header length H, unsigned big-endian
     10      L     checksum over bytes [0, 10) and [10 + L, end): prefix, header, payload;
                   or, signed: key id length K (1 byte), key id (K bytes), then the
-                  HMAC-SHA256 over every byte of the frame but these last 32
+                  HMAC-SHA256 over the state id (4-byte length, UTF-8) and every
+                  byte of the frame but these last 32
     10+L    H     header, a msgpack array:
                   [updated_at_ms, size_bytes, ttl or 0, rolled_back_from or 0, [tags...]]
     10+L+H  ...   payload: the msgpack-encoded state, compressed by the codec
@@ -132,6 +133,12 @@ def _checksum_text(digest: bytes) -> str:
     return f"hmac-sha256:{key_id}:{digest[-MAC_SIZE:].hex()}"
 
 
+def _bound_id(state_id: str) -> bytes:
+    """Return the state id as a signature covers it (length first: no two ids run together)."""
+    raw = state_id.encode("utf-8", "surrogatepass")
+    return len(raw).to_bytes(4, "big") + raw
+
+
 class _Layout(msgspec.Struct, frozen=True):
     parsed: ParsedFrame
     checksum_len: int
@@ -188,7 +195,11 @@ class Codec:
         return self.compression, packed
 
     def _assemble(
-        self, header: FrameHeader, compression: CompressionType, payload: bytes | memoryview
+        self,
+        header: FrameHeader,
+        compression: CompressionType,
+        payload: bytes | memoryview,
+        state_id: str = "",
     ) -> EncodedFrame:
         head = _header_encoder.encode(header)
         codec_id = _CODEC_IDS[compression]
@@ -203,7 +214,7 @@ class Codec:
                 MAGIC, FRAME_FORMAT, codec_id, HMAC_SHA256_ID, len(key_field) + MAC_SIZE, len(head)
             )
             mac = self.signing.signer()
-            for part in (prefix, key_field, head, payload):
+            for part in (_bound_id(state_id), prefix, key_field, head, payload):
                 mac.update(part)
             digest = key_field + mac.digest()
         data = b"".join((prefix, digest, head, payload))
@@ -211,21 +222,27 @@ class Codec:
             data, ParsedFrame(header, compression, _checksum_text(digest), len(data))
         )
 
-    def build_frame(self, raw: bytes, header: FrameHeader) -> EncodedFrame:
-        """Compress ``raw`` and frame it with ``header`` and its checksum."""
-        compression, payload = self._compress(raw)
-        return self._assemble(header, compression, payload)
+    def build_frame(self, raw: bytes, header: FrameHeader, state_id: str = "") -> EncodedFrame:
+        """Compress ``raw`` and frame it with ``header`` and its checksum.
 
-    async def encode(self, state: object, header_of: Callable[[int], FrameHeader]) -> EncodedFrame:
-        """Encode ``state`` into a frame; ``header_of(size_bytes)`` gives its header.
+        ``state_id`` is the state the frame is for: a signature covers it, so a
+        signed frame copied under another state's id fails to verify.
+        """
+        compression, payload = self._compress(raw)
+        return self._assemble(header, compression, payload, state_id)
+
+    async def encode(
+        self, state: object, header_of: Callable[[int], FrameHeader], state_id: str = ""
+    ) -> EncodedFrame:
+        """Encode ``state`` into a frame for ``state_id``; ``header_of(size_bytes)`` gives its header.
 
         Compression and checksum run in a worker thread above ``offload_threshold``.
         """
         raw = self.encode_state(state)
         header = header_of(len(raw))
         if len(raw) >= self.offload_threshold:
-            return await self._in_thread(self.build_frame, raw, header)
-        return self.build_frame(raw, header)
+            return await self._in_thread(self.build_frame, raw, header, state_id)
+        return self.build_frame(raw, header, state_id)
 
     async def reframe(
         self,
@@ -242,7 +259,7 @@ class Codec:
 
         def work() -> EncodedFrame:
             parsed, payload = self._verified(frame, state_id, version)
-            return self._assemble(header_of(parsed.header), parsed.compression, payload)
+            return self._assemble(header_of(parsed.header), parsed.compression, payload, state_id)
 
         if len(frame) >= self.offload_threshold:
             return await self._in_thread(work)
@@ -324,6 +341,7 @@ class Codec:
             assert self.signing is not None  # _layout refused signed frames otherwise
             mac = self.signing.verifier(layout.key_id)
             assert mac is not None
+            mac.update(_bound_id(state_id))
             mac.update(view[: end - MAC_SIZE])
             mac.update(view[end:])
             if not hmac.compare_digest(mac.digest(), view[end - MAC_SIZE : end]):

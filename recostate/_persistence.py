@@ -326,7 +326,9 @@ class RedisStatePersistence:
         ttl_s = resolve_ttl(ttl, self._config.default_ttl)
         started = time.perf_counter()
         frame = await self._codec.encode(
-            state, lambda size: FrameHeader(now_ms(), size, ttl_s or 0, 0, tag_tuple)
+            state,
+            lambda size: FrameHeader(now_ms(), size, ttl_s or 0, 0, tag_tuple),
+            keys.state_id,
         )
         meta = await self._write(keys, frame, version=wanted, expected=expected, ttl=ttl_s)
         logger.debug(

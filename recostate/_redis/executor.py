@@ -20,7 +20,8 @@ from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 
 from recostate._errors import StoreClosedError
-from recostate._redis.connection import AnyRedis, pool_figures
+from recostate._redis.cluster import ClusterGate, cluster_pool_figures, scan_primaries
+from recostate._redis.connection import DEFAULT_OPTIONS, AnyRedis, pool_figures
 from recostate._redis.errors import is_retryable, translate
 from recostate._scripts import Script
 
@@ -62,8 +63,11 @@ class Executor:
         *,
         owns_client: bool,
         retry: RetryPolicy,
+        pool_timeout: float | None = DEFAULT_OPTIONS["pool_timeout"],
     ) -> None:
         self._factory = factory
+        self._pool_timeout = pool_timeout
+        self._gate: ClusterGate | None = None
         self._client: AnyRedis | None = None
         self._owns_client = owns_client
         self._retry = retry
@@ -84,6 +88,11 @@ class Executor:
             raise StoreClosedError("this store has been closed")
         if self._client is None:
             self._client = self._factory()
+            if isinstance(self._client, RedisCluster):
+                # RedisCluster fails at once when a node's connections are all
+                # busy; the gate makes callers wait for one instead (bounded).
+                limit = self._client.get_connection_kwargs().get("max_connections") or 100
+                self._gate = ClusterGate(int(limit), self._pool_timeout)
         return self._client
 
     async def _call(self, operation: Callable[[AnyRedis], Awaitable[T]], what: str) -> T:
@@ -91,6 +100,9 @@ class Executor:
         while True:
             client = self._get_client()
             try:
+                if self._gate is not None:
+                    async with self._gate.turn():
+                        return await operation(client)
                 return await operation(client)
             except Exception as exc:
                 if attempt < self._retry.retries and is_retryable(exc):
@@ -178,14 +190,10 @@ class Executor:
         return await self._call(operation, str(args[0]))
 
     async def _scan_page(
-        self, cursor: int, match: bytes, count: int, type_: str | None, node: Any = None
+        self, cursor: int, match: bytes, count: int, type_: str | None
     ) -> tuple[int, list[bytes]]:
         async def operation(client: Any) -> tuple[int, list[bytes]]:
-            if node is None:
-                return await client.scan(cursor, match=match, count=count, _type=type_)  # type: ignore[no-any-return]
-            return await client.scan(  # type: ignore[no-any-return]
-                cursor, match=match, count=count, _type=type_, target_nodes=node
-            )
+            return await client.scan(cursor, match=match, count=count, _type=type_)  # type: ignore[no-any-return]
 
         return await self._call(operation, "SCAN")
 
@@ -196,16 +204,33 @@ class Executor:
 
         On a cluster, every primary is scanned in turn.
         """
-        client = self._get_client()
-        nodes: list[Any] = client.get_primaries() if isinstance(client, RedisCluster) else [None]
-        for node in nodes:
-            cursor = 0
-            while True:
-                cursor, keys = await self._scan_page(cursor, match, count, type_, node)
-                for key in keys:
-                    yield key
-                if cursor == 0:
-                    break
+        if isinstance(self._get_client(), RedisCluster):
+            async for key in scan_primaries(self._call, match, count=count, type_=type_):
+                yield key
+            return
+        cursor = 0
+        while True:
+            cursor, keys = await self._scan_page(cursor, match, count, type_)
+            for key in keys:
+                yield key
+            if cursor == 0:
+                break
+
+    async def hget_many(self, keys: Sequence[bytes], field: str) -> list[Any]:
+        """Return ``HGET key field`` for each key, in one round trip per node (a pipeline).
+
+        Only for reads: a failed batch is sent again whole.
+        """
+        if not keys:
+            return []
+
+        async def operation(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(key, field)
+            return await pipe.execute()  # type: ignore[no-any-return]
+
+        return await self._call(operation, "HGET")
 
     async def info(self) -> dict[str, Any]:
         """Return ``INFO`` of the server (of each primary, by node name, on a cluster)."""
@@ -219,6 +244,8 @@ class Executor:
         """Return the pool's size and use (zeros before the first connection)."""
         if self._client is None:
             return {"kind": "unopened", "max_connections": 0, "in_use": 0, "idle": 0}
+        if isinstance(self._client, RedisCluster):
+            return cluster_pool_figures(self._client, self._gate)
         return pool_figures(self._client)
 
     async def aclose(self) -> None:

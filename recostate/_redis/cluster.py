@@ -1,0 +1,177 @@
+"""What a Redis Cluster needs beyond one server: bounded pool waits, SCAN on every primary.
+
+redis-py's :class:`~redis.asyncio.cluster.RedisCluster` follows MOVED and ASK
+redirections and waits out TRYAGAIN by itself, and after a connection error or
+CLUSTERDOWN it reloads the slot map on the next call, which the executor's
+retries give it. Two things it does not do are done here:
+
+* It has no blocking pool: a node whose ``max_connections`` are all busy
+  fails the call at once. :class:`ClusterGate` lets at most
+  ``max_connections`` calls be in flight per store, so no node is ever asked
+  for more, and makes the others wait, up to the pool timeout.
+* ``SCAN`` is per node. :func:`scan_primaries` scans every primary that
+  serves slots, then compares the slot map with the one it started from: when
+  slots moved (a failover, a reshard) during the scan, it scans again, so a
+  state that moved from an unscanned node to a scanned one is still found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterError
+
+from recostate._errors import StoreUnavailableError
+
+__all__ = ["ClusterGate", "cluster_pool_figures", "scan_primaries"]
+
+T = TypeVar("T")
+Call = Callable[[Callable[[Any], Awaitable[T]], str], Awaitable[T]]
+
+#: How many times a scan starts over because the slot map changed under it.
+SCAN_ROUNDS = 3
+
+
+class ClusterGate:
+    """At most ``size`` calls in flight on a cluster client; a wait for a slot is bounded.
+
+    Args:
+        size: the client's ``max_connections`` (per node, so also a safe total).
+        timeout: seconds a call may wait for its turn, or ``None`` for no bound.
+    """
+
+    def __init__(self, size: int, timeout: float | None) -> None:
+        self.size = size
+        self.timeout = timeout
+        self._slot: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self.waiting = 0
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slot is None or self._slot[0] is not loop:
+            # A store used from another event loop (the sync facade's) gets its own.
+            self._slot = (loop, asyncio.Semaphore(self.size))
+        return self._slot[1]
+
+    @property
+    def in_flight(self) -> int:
+        """Calls holding a turn right now."""
+        if self._slot is None:
+            return 0
+        return self.size - self._slot[1]._value
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold one of the ``size`` turns for the duration of a call."""
+        semaphore = self._semaphore()
+        self.waiting += 1
+        try:
+            with anyio.move_on_after(self.timeout) as scope:
+                await semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        if scope.cancelled_caught:
+            raise StoreUnavailableError(
+                "no Redis connection became free before the pool timeout "
+                "(raise redis_options['max_connections'] or the pool timeout)"
+            )
+        try:
+            yield
+        finally:
+            semaphore.release()
+
+
+def cluster_pool_figures(client: RedisCluster, gate: ClusterGate | None) -> dict[str, Any]:
+    """Return the connection figures of every node of ``client``, and their sums."""
+    per_node: dict[str, dict[str, Any]] = {}
+    for node in client.get_nodes():
+        connections = len(getattr(node, "_connections", ()))
+        idle = len(getattr(node, "_free", ()))
+        per_node[node.name] = {
+            "role": getattr(node, "server_type", None) or "unknown",
+            "max_connections": int(getattr(node, "max_connections", 0) or 0),
+            "in_use": connections - idle,
+            "idle": idle,
+        }
+    limit = int(client.get_connection_kwargs().get("max_connections", 0) or 0)
+    if not limit:
+        limit = max((n["max_connections"] for n in per_node.values()), default=0)
+    return {
+        "kind": "cluster",
+        "max_connections": limit,
+        "max_connections_per_node": limit,
+        "in_use": sum(n["in_use"] for n in per_node.values()),
+        "idle": sum(n["idle"] for n in per_node.values()),
+        "timeout": gate.timeout if gate else None,
+        "in_flight": gate.in_flight if gate else 0,
+        "waiting": gate.waiting if gate else 0,
+        "nodes": per_node,
+    }
+
+
+def _slot_map(reply: Any) -> list[tuple[int, int, str]]:
+    """``CLUSTER SLOTS`` as sorted ``(first, last, primary "host:port")`` ranges."""
+    ranges = []
+    items = reply.items() if isinstance(reply, dict) else ()
+    for (first, last), owners in items:
+        host, port = owners["primary"][:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        ranges.append((int(first), int(last), f"{host}:{int(port)}"))
+    return sorted(ranges)
+
+
+async def _read_slot_map(client: RedisCluster) -> list[tuple[int, int, str]]:
+    return _slot_map(await client.cluster_slots())
+
+
+async def _primary(client: RedisCluster, name: str) -> Any:
+    node = client.get_node(node_name=name)
+    if node is None:
+        # The slot map names a node this client has not met yet: reload it.
+        await client.nodes_manager.initialize()
+        node = client.get_node(node_name=name)
+    if node is None:
+        raise ClusterError(f"the cluster names a primary {name} no client knows yet")
+    return node
+
+
+async def scan_primaries(
+    call: Call[Any], match: bytes, *, count: int, type_: str | None
+) -> AsyncIterator[bytes]:
+    """Yield the keys matching ``match`` on every primary (a key may come more than once).
+
+    Each page goes through ``call`` (the executor's retrying round trip). The
+    scan is repeated, up to ``SCAN_ROUNDS`` times, while the slot map changes
+    under it.
+    """
+    for round_ in range(1, SCAN_ROUNDS + 1):
+        before = await call(_read_slot_map, "CLUSTER SLOTS")
+        try:
+            for name in sorted({owner for _, _, owner in before}):
+                cursor = 0
+                while True:
+
+                    async def page(client: Any, name: str = name, cursor: int = cursor) -> Any:
+                        node = await _primary(client, name)
+                        return await client.scan(
+                            cursor, match=match, count=count, _type=type_, target_nodes=node
+                        )
+
+                    cursors, keys = await call(page, "SCAN")
+                    for key in keys:
+                        yield key
+                    cursor = int(next(iter(cursors.values()))) if cursors else 0
+                    if cursor == 0:
+                        break
+        except StoreUnavailableError:
+            # A primary went away mid-scan (a failover): start over on the new map.
+            if round_ == SCAN_ROUNDS:
+                raise
+            continue
+        if await call(_read_slot_map, "CLUSTER SLOTS") == before:
+            return
