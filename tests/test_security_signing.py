@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 
 import recostate.sync
 from recostate import ConfigurationError, IntegrityError, RedisStatePersistence
-from recostate._codec import MAC_SIZE, PREFIX_SIZE
+from recostate._codec import PREFIX_SIZE
 from recostate._keys import KeySpace
-from recostate._signing import SigningKeys, derived_key_id
+from recostate._signing import MAC_SIZE, SigningKeys, derived_key_id
 from tests.conftest import MakeStore, ServerHandle
 
 pytestmark = pytest.mark.integration
@@ -35,6 +35,12 @@ def version_key(prefix: str, state_id: str, version: int) -> bytes:
 
 def state_key(prefix: str, state_id: str) -> bytes:
     return KeySpace(prefix).state(state_id).state
+
+
+async def stored(raw: aioredis.Redis, key: bytes) -> bytes:
+    value = await raw.get(key)
+    assert isinstance(value, bytes)
+    return value
 
 
 async def test_signed_round_trip_and_checksum_names_the_algorithm_and_key(
@@ -69,8 +75,7 @@ async def test_a_flipped_byte_anywhere_fails_the_signature(
     store = make_store(signing_key=NEW)
     await store.save("a", {"balance": 100})
     key = version_key(key_prefix, "a", 1)
-    frame = await raw_redis.get(key)
-    assert frame is not None
+    frame = await stored(raw_redis, key)
     for index in (0, 4, PREFIX_SIZE + 3, len(frame) - MAC_SIZE - 1, len(frame) - 1):
         changed = bytearray(frame)
         changed[index] ^= 0x01
@@ -93,15 +98,14 @@ async def test_a_state_rewritten_without_the_key_is_refused(
     # 1. A well-formed unsigned frame, written by a store without a key.
     unsigned = make_store()
     await unsigned.save("forged", {"balance": 1_000_000})
-    await raw_redis.set(key, await raw_redis.get(version_key(key_prefix, "forged", 1)) or b"")
+    await raw_redis.set(key, await stored(raw_redis, version_key(key_prefix, "forged", 1)))
     with pytest.raises(IntegrityError, match="not signed"):
         await signed.load("a")
 
     # 2. A frame signed with another key that claims the same key id.
     forger = make_store(signing_key=[("k1", STRANGER)])
     await forger.save("a2", {"balance": 1_000_000})
-    frame = await raw_redis.get(version_key(key_prefix, "a2", 1))
-    assert frame is not None
+    frame = await stored(raw_redis, version_key(key_prefix, "a2", 1))
     await raw_redis.set(key, frame)
     with pytest.raises(IntegrityError, match="signature mismatch"):
         await signed.load("a")
@@ -115,8 +119,7 @@ async def test_a_signed_frame_copied_from_another_state_is_refused(
     store = make_store(signing_key=NEW)
     await store.save("alice", {"role": "admin"})
     await store.save("mallory", {"role": "guest"})
-    genuine = await raw_redis.get(version_key(key_prefix, "alice", 1))
-    assert genuine is not None
+    genuine = await stored(raw_redis, version_key(key_prefix, "alice", 1))
     await raw_redis.set(version_key(key_prefix, "mallory", 1), genuine)
     with pytest.raises(IntegrityError, match="signature mismatch"):
         await store.load("mallory")
@@ -177,8 +180,7 @@ async def test_mac_is_hmac_sha256_over_the_documented_bytes(
 ) -> None:
     """The layout in recostate._codec is what is stored: recompute the MAC by hand."""
     await make_store(signing_key=[("kid", NEW)]).save("s", {"a": 1})
-    frame = await raw_redis.get(version_key(key_prefix, "s", 1))
-    assert frame is not None
+    frame = await stored(raw_redis, version_key(key_prefix, "s", 1))
     checksum_len = frame[5]
     assert (
         frame[4] == 2
