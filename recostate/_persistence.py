@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -14,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 from recostate import _scripts as scripts
 from recostate import _telemetry as telemetry
+from recostate._cluster_tags import ClusterTagIndex
 from recostate._codec import Codec, EncodedFrame, FrameHeader, ParsedFrame, now_ms
 from recostate._config import MiB, StoreConfig
 from recostate._errors import (
@@ -167,7 +167,9 @@ class RedisStatePersistence:
             # Built now (no I/O happens before the first call) so options that
             # do not fit the URL raise ConfigurationError here.
             built = open_client(url, options, cluster=cluster)
-            self._executor = Executor(lambda: built, owns_client=True, retry=retry)
+            self._executor = Executor(
+                lambda: built, owns_client=True, retry=retry, pool_timeout=options["pool_timeout"]
+            )
         self._keys = KeySpace(self._config.key_prefix)
         self._codec = Codec(
             compression=self._config.compression_type,
@@ -184,6 +186,7 @@ class RedisStatePersistence:
         # Tag sets live in other hash slots than the state: on a cluster they
         # are kept by separate commands, on one server inside the write script.
         self._tag_base = b"" if self._cluster else self._keys.tag_base
+        self._cluster_tags = ClusterTagIndex(self._executor, self._keys) if self._cluster else None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -352,11 +355,9 @@ class RedisStatePersistence:
         expected: int | None,
         ttl: int | None,
     ) -> StateMetadata:
-        if self._cluster and frame.info.header.tags:
-            # Before the write, so the index is never behind the state; readers
-            # verify each member against its head, which keeps listing exact.
-            for tag in frame.info.header.tags:
-                await self._executor.command("SADD", self._keys.tag(tag), keys.version_suffix[1:])
+        if self._cluster_tags is not None:
+            # Before and after the write: see recostate._cluster_tags.
+            await self._cluster_tags.add(keys, frame.info.header.tags)
         reply = await self._run_write(
             scripts.SAVE,
             keys,
@@ -379,6 +380,8 @@ class RedisStatePersistence:
             )
         if status == b"dup":
             logger.debug("save id=%r was applied before its reply was lost", keys.state_id)
+        if self._cluster_tags is not None:
+            await self._cluster_tags.add(keys, frame.info.header.tags)
         self._counters.record_save(frame.info.header.size_bytes, frame.info.stored_bytes)
         return self._metadata(keys.state_id, _int(reply[1]), reply[2], frame.info)
 
@@ -436,14 +439,24 @@ class RedisStatePersistence:
         self._ensure_open()
         keys = self._state(state_id)
         number = check_version(version)
-        return bool(await self._run_write(scripts.DELETE_VERSION, keys, number))
+        if self._cluster_tags is None:
+            return bool(await self._run_write(scripts.DELETE_VERSION, keys, number))
+        tags = await self._cluster_tags.head_tags(keys)
+        found = bool(await self._run_write(scripts.DELETE_VERSION, keys, number))
+        await self._cluster_tags.forget(keys, tags)
+        return found
 
     @telemetry.traced("delete")
     async def delete(self, state_id: str) -> bool:
         """Delete every key of the state and its tag memberships; ``True`` if it existed."""
         self._ensure_open()
         keys = self._state(state_id)
-        return bool(await self._run_write(scripts.DELETE, keys))
+        if self._cluster_tags is None:
+            return bool(await self._run_write(scripts.DELETE, keys))
+        tags = await self._cluster_tags.head_tags(keys)
+        found = bool(await self._run_write(scripts.DELETE, keys))
+        await self._cluster_tags.forget(keys, tags)
+        return found
 
     @telemetry.traced("touch")
     async def touch(self, state_id: str, ttl: int | Default | None = DEFAULT) -> bool:
@@ -467,7 +480,12 @@ class RedisStatePersistence:
         self._ensure_open()
         keys = self._state(state_id)
         keep = check_keep_last(keep_last)
-        return _int(await self._run_write(scripts.PRUNE, keys, keep))
+        if self._cluster_tags is None:
+            return _int(await self._run_write(scripts.PRUNE, keys, keep))
+        tags = await self._cluster_tags.head_tags(keys)
+        removed = _int(await self._run_write(scripts.PRUNE, keys, keep))
+        await self._cluster_tags.forget(keys, tags)
+        return removed
 
     # -- reads ------------------------------------------------------------------------
 
@@ -592,8 +610,8 @@ class RedisStatePersistence:
         wanted = None if tag is None else check_tag(tag)
         if wanted is None:
             return self._iter_all()
-        if self._cluster:
-            return self._iter_tag_cluster(wanted)
+        if self._cluster_tags is not None:
+            return self._cluster_tags.members(wanted)
         return self._iter_tag(wanted)
 
     async def _iter_all(self) -> AsyncIterator[str]:
@@ -619,26 +637,6 @@ class RedisStatePersistence:
             if int(cursor) == 0:
                 return
 
-    async def _iter_tag_cluster(self, tag: str) -> AsyncIterator[str]:
-        seen: set[bytes] = set()
-        tag_key = self._keys.tag(tag)
-        cursor: bytes | int = 0
-        while True:
-            cursor, members = await self._executor.command(
-                "SSCAN", tag_key, cursor, "COUNT", _TAG_PAGE
-            )
-            for member in members:
-                if member in seen:
-                    continue
-                seen.add(member)
-                state_id = member.decode("utf-8", "surrogatepass")
-                raw = await self._executor.command("HGET", self._keys.state(state_id).state, "tags")
-                if raw is not None and tag in json.loads(raw):
-                    yield state_id
-            if int(cursor) == 0:
-                return
-
-    @telemetry.traced("list_states", id_position=99)
     async def list_states(self, *, tag: str | None = None) -> list[str]:
         """Return the ids of existing states (whose head carries ``tag``, if given)."""
         return [state_id async for state_id in self.iter_states(tag=tag)]
