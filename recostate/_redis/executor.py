@@ -9,6 +9,7 @@ remembers), so a save whose reply was lost is recognised when it comes again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -23,6 +24,7 @@ from recostate._errors import StoreClosedError
 from recostate._redis.cluster import ClusterGate, cluster_pool_figures, scan_primaries
 from recostate._redis.connection import DEFAULT_OPTIONS, AnyRedis, pool_figures
 from recostate._redis.errors import is_retryable, translate
+from recostate._redis.pipeline import AutoPipeline
 from recostate._scripts import Script
 
 __all__ = ["Executor", "RetryPolicy"]
@@ -54,6 +56,14 @@ class RetryPolicy:
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
+#: Requests larger than this many bytes skip the automatic pipeline.
+_PIPELINE_MAX_REQUEST = 512 * 1024
+
+
+def _payload_bytes(args: Sequence[Encodable]) -> int:
+    return sum(len(arg) for arg in args if isinstance(arg, bytes))
+
+
 class Executor:
     """Owns the redis-py client of one store and every call made through it."""
 
@@ -72,6 +82,7 @@ class Executor:
         self._owns_client = owns_client
         self._retry = retry
         self._closed = False
+        self._autopipe: tuple[asyncio.AbstractEventLoop, Any, AutoPipeline] | None = None
 
     @property
     def closed(self) -> bool:
@@ -132,11 +143,11 @@ class Executor:
 
         async def operation(client: Any) -> Any:
             try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._send(client, "EVALSHA", script.sha, len(keys), *keys, *args)
             except rexc.NoScriptError:
                 # A restarted or failed-over server lost its script cache.
                 await self._load(client, script)
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                return await self._send(client, "EVALSHA", script.sha, len(keys), *keys, *args)
 
         return await self._call(operation, script.name)
 
@@ -185,9 +196,33 @@ class Executor:
         """Send one command (only read-only or idempotent ones go through here)."""
 
         async def operation(client: Any) -> Any:
-            return await client.execute_command(*args)
+            return await self._send(client, *args)
 
         return await self._call(operation, str(args[0]))
+
+    # -- automatic pipelining (recostate._redis.pipeline) ------------------------------
+
+    def _pipeline(self, client: Any) -> AutoPipeline | None:
+        """Return the pipeline of ``client`` on the running loop; ``None`` where it does not apply."""
+        if isinstance(client, RedisCluster) or getattr(client, "single_connection_client", True):
+            return None
+        loop = asyncio.get_running_loop()
+        current = self._autopipe
+        if current is None or current[0] is not loop or current[1] is not client:
+            # A store used from a new event loop (or with a new client) gets a
+            # new pipeline: the old one's drivers belonged to the old loop.
+            current = (loop, client, AutoPipeline(client))
+            self._autopipe = current
+        return current[2]
+
+    async def _send(self, client: Any, *args: Encodable) -> Any:
+        """Send one command, through the automatic pipeline unless it is large."""
+        pipeline = self._pipeline(client)
+        if pipeline is None or _payload_bytes(args) > _PIPELINE_MAX_REQUEST:
+            # Large requests go alone on a connection of their own, so they
+            # never hold small ones up behind them.
+            return await client.execute_command(*args)
+        return await pipeline.execute(*args)
 
     async def _scan_page(
         self, cursor: int, match: bytes, count: int, type_: str | None
@@ -254,6 +289,9 @@ class Executor:
             return
         self._closed = True
         client, self._client = self._client, None
+        autopipe, self._autopipe = self._autopipe, None
+        if autopipe is not None and autopipe[0] is asyncio.get_running_loop():
+            await autopipe[2].aclose()
         if client is not None and self._owns_client:
             try:
                 await client.aclose()

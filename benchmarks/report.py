@@ -1,0 +1,227 @@
+"""The outputs of a run: the targets, a table on stdout, a JSON file, a PNG chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.workloads import KiB, MiB
+
+RECOSTATE = "recostate"
+HAND = "redis-py by hand"
+
+
+def human_size(size: int) -> str:
+    """Return ``1 KiB``, ``64 KiB``, ``8 MiB``..."""
+    return f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB"
+
+
+def _cell(cells: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    for cell in cells:
+        if all(cell.get(k) == v for k, v in match.items()):
+            return cell
+    return None
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Evaluate the issue's targets on one run's results (ratios within the run)."""
+    cells = results["cells"]
+    out: list[dict[str, Any]] = []
+
+    def ratio(name: str, op: str, tasks: int, field: str, want: float, higher: bool) -> None:
+        ours = _cell(cells, contender=RECOSTATE, loop="asyncio", op=op, tasks=tasks, size=KiB)
+        hand = _cell(cells, contender=HAND, loop="asyncio", op=op, tasks=tasks, size=KiB)
+        if not ours or not hand or not hand[field] or not ours[field]:
+            out.append({"target": name, "value": None, "want": want, "ok": None})
+            return
+        value = ours[field] / hand[field]
+        ok = value >= want if higher else value <= want
+        out.append({"target": name, "value": round(value, 2), "want": want, "ok": ok})
+
+    ratio("save throughput, 64 tasks, 1 KiB: recostate / by hand", "save", 64, "ops_per_s", 3.0, True)
+    ratio("load throughput, 64 tasks, 1 KiB: recostate / by hand", "load", 64, "ops_per_s", 2.0, True)
+    ratio("p50 save latency, 1 task, 1 KiB: recostate / by hand", "save", 1, "p50_ms", 1.25, False)
+    ratio("p50 load latency, 1 task, 1 KiB: recostate / by hand", "load", 1, "p50_ms", 1.25, False)
+    stall = results.get("stall") or {}
+    if "save_ratio" in stall:
+        size = human_size(stall["state_bytes"])
+        out.append(
+            {
+                "target": f"loop stall saving a {size} state: recostate / inline codec",
+                "value": stall["save_ratio"],
+                "want": 0.7,
+                "ok": stall["save_ratio"] <= 0.7,
+            }
+        )
+    memory = results.get("memory") or {}
+    for codec in ("lz4", "zlib", "none"):
+        if codec in memory:
+            value = memory[codec]["overhead_per_version"]
+            out.append(
+                {
+                    "target": f"stored overhead per version, {codec} (bytes, MEMORY USAGE)",
+                    "value": value,
+                    "want": 200,
+                    "ok": value <= 200,
+                }
+            )
+    soak = results.get("soak") or {}
+    if soak:
+        out.append(
+            {
+                "target": f"in-process memory flat over a {soak['seconds']:.0f} s soak (growth MiB)",
+                "value": soak["growth_mib"],
+                "want": "flat",
+                "ok": soak["flat"],
+            }
+        )
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    """Return the human-readable report."""
+    cells = results["cells"]
+    names = list(dict.fromkeys(cell["contender"] for cell in cells))
+    lines = [f"recostate benchmarks ({results['mode']}) on {results['machine']['summary']}"]
+    lines.append(f"server: {results['server']}")
+    for note in results.get("notes", []):
+        lines.append(f"note: {note}")
+    lines.append("")
+    header = f"{'loop':8} {'size':>7} {'op':5} {'tasks':>5} | " + " | ".join(
+        f"{name:>26}" for name in names
+    )
+    lines.append("throughput ops/s (p50 / p99 ms)")
+    lines.append(header)
+    lines.append("-" * len(header))
+    keys = list(dict.fromkeys((c["loop"], c["size"], c["op"], c["tasks"]) for c in cells))
+    for loop, size, op, tasks in keys:
+        row = f"{loop:8} {human_size(size):>7} {op:5} {tasks:>5} | "
+        parts = []
+        for name in names:
+            cell = _cell(cells, contender=name, loop=loop, size=size, op=op, tasks=tasks)
+            if cell is None:
+                parts.append(f"{'-':>26}")
+            elif cell["note"]:
+                parts.append(f"{cell['note'][:26]:>26}")
+            else:
+                text = f"{cell['ops_per_s']:>8.0f} ({cell['p50_ms']:.2f}/{cell['p99_ms']:.2f})"
+                parts.append(f"{text:>26}")
+        lines.append(row + " | ".join(parts))
+    ceiling = results.get("ceiling") or []
+    if ceiling:
+        lines.append("")
+        lines.append("server ceiling (redis-benchmark)")
+        for entry in ceiling:
+            if "skipped" in entry:
+                lines.append(f"  skipped: {entry['skipped']}")
+                continue
+            lines.append(
+                f"  {human_size(entry['size']):>7} {entry['clients']} clients, pipeline "
+                f"{entry['pipeline']:>2}: SET {entry.get('set_per_s', 0):>10.0f}/s  "
+                f"GET {entry.get('get_per_s', 0):>10.0f}/s"
+            )
+    stall = results.get("stall")
+    if stall:
+        lines.append("")
+        lines.append(f"longest event-loop stall (ms), {human_size(stall['state_bytes'])} state")
+        for key, value in stall.items():
+            if key.endswith("_ms"):
+                lines.append(f"  {key[:-3]:28} {value:8.2f}")
+    memory = results.get("memory")
+    if memory:
+        lines.append("")
+        lines.append(
+            f"stored bytes per version beyond the compressed payload (MEMORY USAGE, "
+            f"{memory['states']} states x {memory['saves_per_state']} saves)"
+        )
+        for codec in ("lz4", "zlib", "none"):
+            if codec in memory:
+                lines.append(f"  recostate {codec:5} {memory[codec]['overhead_per_version']:8.1f}")
+        lines.append(f"  redis-py by hand   {memory['hand_written_lz4']['overhead_per_version']:8.1f}")
+        lines.append(f"  a bare SET         {memory['bare_set_lz4']['overhead_per_value']:8.1f}")
+    soak = results.get("soak")
+    if soak:
+        lines.append("")
+        lines.append(
+            f"soak: {soak['operations']} ops in {soak['seconds']:.0f} s, {soak['errors']} errors, "
+            f"RSS MiB {soak['samples_mib']}, growth {soak['growth_mib']} MiB"
+        )
+    lines.append("")
+    lines.append("targets (ratios within this run)")
+    for target in results["targets"]:
+        mark = {True: "PASS", False: "MISS", None: "n/a "}[target["ok"]]
+        lines.append(f"  [{mark}] {target['target']}: {target['value']} (want {target['want']})")
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    """Write the results as JSON."""
+    path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+
+
+def write_chart(results: dict[str, Any], path: Path) -> str | None:
+    """Draw throughput against concurrency, one panel per operation and size.
+
+    Returns a note instead when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install -e '.[bench]'): no chart"
+    cells = [c for c in results["cells"] if not c["note"]]
+    sizes = sorted({c["size"] for c in cells})
+    ops = [op for op in ("save", "load", "mix") if any(c["op"] == op for c in cells)]
+    names = list(dict.fromkeys(c["contender"] for c in cells))
+    fig, axes = plt.subplots(
+        len(ops), len(sizes), figsize=(4 * len(sizes), 3.2 * len(ops)), squeeze=False
+    )
+    ceiling = {
+        (entry["size"], entry["pipeline"]): entry
+        for entry in results.get("ceiling", [])
+        if "skipped" not in entry
+    }
+    for row, op in enumerate(ops):
+        for col, size in enumerate(sizes):
+            ax = axes[row][col]
+            for index, name in enumerate(names):
+                for loop, style in (("asyncio", "-"), ("uvloop", ":")):
+                    points = sorted(
+                        (c["tasks"], c["ops_per_s"])
+                        for c in cells
+                        if c["contender"] == name and c["op"] == op and c["size"] == size
+                        and c["loop"] == loop
+                    )
+                    if points:
+                        ax.plot(
+                            [p[0] for p in points],
+                            [p[1] for p in points],
+                            style,
+                            marker="o",
+                            color=f"C{index}",
+                            label=f"{name} ({loop})",
+                        )
+            for pipeline, style in ((1, "--"), (16, "-.")):
+                entry = ceiling.get((size, pipeline))
+                key = "set_per_s" if op == "save" else "get_per_s"
+                if entry and key in entry:
+                    ax.axhline(
+                        entry[key], linestyle=style, color="grey", linewidth=0.8,
+                        label=f"redis-benchmark -P {pipeline}",
+                    )
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{op}, {human_size(size)}")
+            ax.set_xlabel("concurrent tasks")
+            ax.set_ylabel("ops/s")
+            ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize="small")
+    fig.suptitle(f"recostate benchmarks ({results['mode']}): {results['machine']['summary']}")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return None

@@ -1,0 +1,392 @@
+"""The measurements: throughput and latency, event-loop stalls, stored bytes, a soak.
+
+Every function here runs inside an event loop against contenders that are
+already open; the orchestration lives in ``benchmarks.cli``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import os
+import random
+import statistics
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import lz4.block
+import msgspec
+import redis.asyncio as aioredis
+
+from benchmarks.impls import Contender, HandWritten
+from benchmarks.workloads import make_state
+from recostate import CompressionType, RedisStatePersistence
+
+OPS = ("save", "load", "mix")
+
+
+@dataclass
+class Cell:
+    """One throughput measurement: a contender, an operation, a concurrency, a size."""
+
+    contender: str
+    loop: str
+    op: str
+    tasks: int
+    size: int
+    ops: int = 0
+    seconds: float = 0.0
+    ops_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    errors: int = 0
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the cell as plain JSON values."""
+        return asdict(self)
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+async def throughput(
+    contender: Contender,
+    op: str,
+    tasks: int,
+    state: Any,
+    size: int,
+    *,
+    loop_name: str,
+    seconds: float,
+    max_ops: int,
+    key_space: int | None = None,
+) -> Cell:
+    """Run ``tasks`` workers doing ``op`` for ``seconds`` (or ``max_ops`` in all)."""
+    keys = [f"k{i}" for i in range(key_space or tasks)]
+    if op in ("load", "mix"):
+        for start in range(0, len(keys), 64):
+            await asyncio.gather(*(contender.save(k, state) for k in keys[start : start + 64]))
+    latencies: list[float] = []
+    budget = itertools.count()
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(index: int) -> None:
+        nonlocal errors
+        rnd = random.Random(index)
+        key = keys[index % len(keys)]
+        while time.perf_counter() < deadline and next(budget) < max_ops:
+            if key_space:
+                key = keys[rnd.randrange(len(keys))]
+            started = time.perf_counter()
+            try:
+                if op == "save" or (op == "mix" and rnd.random() < 0.2):
+                    await contender.save(key, state)
+                else:
+                    await contender.load(key)
+            except Exception:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(tasks)))
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+    return Cell(
+        contender=contender.name,
+        loop=loop_name,
+        op=op,
+        tasks=tasks,
+        size=size,
+        ops=len(latencies),
+        seconds=round(elapsed, 3),
+        ops_per_s=round(len(latencies) / elapsed, 1) if elapsed else 0.0,
+        p50_ms=round(_percentile(latencies, 0.5) * 1000, 3),
+        p99_ms=round(_percentile(latencies, 0.99) * 1000, 3),
+        errors=errors,
+    )
+
+
+# -- event-loop stalls ----------------------------------------------------------------
+
+
+class _Ticker:
+    """A task that sleeps 1 ms at a time and records how late it wakes."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.worst = 0.0
+
+    async def run(self) -> None:
+        last = time.perf_counter()
+        while self.running:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.worst = max(self.worst, now - last - 0.001)
+            last = now
+
+
+async def longest_stall(action: Callable[[], Awaitable[Any]], repeats: int) -> float:
+    """Return the median, over ``repeats`` runs of ``action``, of the longest loop stall (ms).
+
+    A stall is how late a task that sleeps 1 ms at a time wakes up.
+    """
+    worst_per_run: list[float] = []
+    for _ in range(repeats):
+        ticker = _Ticker()
+        tick = asyncio.create_task(ticker.run())
+        await asyncio.sleep(0.01)
+        ticker.worst = 0.0
+        await action()
+        await asyncio.sleep(0.005)
+        ticker.running = False
+        await tick
+        worst_per_run.append(ticker.worst * 1000)
+    return round(statistics.median(worst_per_run), 2)
+
+
+async def stalls(url: str, run_id: str, size: int, repeats: int) -> dict[str, Any]:
+    """Longest loop stall while a big state is saved and loaded, against the codec run inline."""
+    state = make_state(size, seed=11)
+    encoder = msgspec.msgpack.Encoder()
+    decoder = msgspec.msgpack.Decoder()
+    raw = encoder.encode(state)
+    packed = lz4.block.compress(raw, store_size=False)
+    crc = zlib.crc32(packed)
+
+    async def inline_encode() -> None:
+        body = lz4.block.compress(encoder.encode(state), store_size=False)
+        zlib.crc32(body)
+
+    async def inline_decode() -> None:
+        if zlib.crc32(packed) != crc:
+            raise ValueError("checksum mismatch")
+        decoder.decode(lz4.block.decompress(packed, uncompressed_size=len(raw)))
+
+    async def msgspec_only() -> None:
+        encoder.encode(state)
+
+    store = RedisStatePersistence(url, key_prefix=f"bench-{run_id}-stall")
+    hand = HandWritten(url, f"bench-{run_id}-stall-hw")
+    try:
+        await store.connect()
+        await hand.open()
+        await store.save("big", state)
+        await hand.save("big", state)
+        out = {
+            "state_bytes": len(raw),
+            "stored_bytes_lz4": len(packed),
+            "inline_codec_save_ms": await longest_stall(inline_encode, repeats),
+            "inline_codec_load_ms": await longest_stall(inline_decode, repeats),
+            "msgspec_encode_only_ms": await longest_stall(msgspec_only, repeats),
+            "recostate_save_ms": await longest_stall(lambda: store.save("big", state), repeats),
+            "recostate_load_ms": await longest_stall(lambda: store.load("big"), repeats),
+            "hand_written_save_ms": await longest_stall(lambda: hand.save("big", state), repeats),
+            "hand_written_load_ms": await longest_stall(lambda: hand.load("big"), repeats),
+        }
+    finally:
+        await store.delete("big")
+        await store.aclose()
+        await _delete_prefix(hand.client, hand.prefix)
+        await hand.close()
+    out["save_ratio"] = round(out["recostate_save_ms"] / max(out["inline_codec_save_ms"], 1e-9), 3)
+    out["load_ratio"] = round(out["recostate_load_ms"] / max(out["inline_codec_load_ms"], 1e-9), 3)
+    return out
+
+
+# -- bytes stored per version ---------------------------------------------------------
+
+
+async def _delete_prefix(client: aioredis.Redis, prefix: str) -> int:
+    deleted = 0
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += await client.unlink(*batch)
+    return deleted
+
+
+async def delete_prefix(url: str, prefix: str) -> int:
+    """Delete every key starting with ``prefix`` (SCAN and UNLINK; never a flush)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        return await _delete_prefix(client, prefix)
+    finally:
+        await client.aclose()
+
+
+async def _memory_of_prefix(client: aioredis.Redis, prefix: str) -> tuple[int, int]:
+    total = 0
+    count = 0
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        usage = await client.memory_usage(key, samples=0)
+        total += int(usage or 0)
+        count += 1
+    return total, count
+
+
+async def stored_overhead(
+    url: str, run_id: str, *, states: int, saves_per_state: int
+) -> dict[str, Any]:
+    """Bytes Redis holds per stored version beyond the compressed payload (``MEMORY USAGE``).
+
+    States of 1-4 KiB (so allocator size classes average out) are saved
+    ``saves_per_state`` times each, past the retention of 10 versions, so
+    trimming and write-id memory are at their steady state.
+    """
+    client = aioredis.Redis.from_url(url)
+    sizes = [1024 + (i * 3072) // max(states - 1, 1) for i in range(states)]
+    bodies = [make_state(size, seed=100 + i) for i, size in enumerate(sizes)]
+    out: dict[str, Any] = {"states": states, "saves_per_state": saves_per_state}
+    try:
+        for compression in (CompressionType.LZ4, CompressionType.ZLIB, CompressionType.NONE):
+            prefix = f"bench-{run_id}-mem-{compression.value}"
+            store = RedisStatePersistence(url, key_prefix=prefix, compression_type=compression)
+            payload = 0
+            versions = 0
+            try:
+                for i, body in enumerate(bodies):
+                    meta = None
+                    for _ in range(saves_per_state):
+                        meta = await store.save(f"state-{i}", body)
+                    assert meta is not None
+                    kept = await store.list_versions(f"state-{i}")
+                    versions += len(kept)
+                    # The frame header is part of the overhead; the payload is not.
+                    raw = msgspec.msgpack.encode(body)
+                    if meta.compression_type is CompressionType.LZ4:
+                        body_len = len(lz4.block.compress(raw, store_size=False))
+                    elif meta.compression_type is CompressionType.ZLIB:
+                        body_len = len(zlib.compress(raw, 6))
+                    else:
+                        body_len = len(raw)
+                    payload += body_len * len(kept)
+                total, keys = await _memory_of_prefix(client, prefix)
+            finally:
+                await store.aclose()
+                await _delete_prefix(client, prefix)
+            out[compression.value] = {
+                "versions": versions,
+                "keys": keys,
+                "memory_usage_bytes": total,
+                "payload_bytes": payload,
+                "overhead_per_version": round((total - payload) / versions, 1),
+            }
+        # The same payloads as plain SETs: what Redis itself costs per value.
+        prefix = f"bench-{run_id}-mem-bare"
+        payload = 0
+        for i, body in enumerate(bodies):
+            packed = lz4.block.compress(msgspec.msgpack.encode(body), store_size=False)
+            payload += len(packed)
+            await client.set(f"{prefix}:{i}", packed)
+        total, _ = await _memory_of_prefix(client, prefix)
+        await _delete_prefix(client, prefix)
+        out["bare_set_lz4"] = {
+            "overhead_per_value": round((total - payload) / len(bodies), 1),
+        }
+        # And the hand-written code, versions and metadata included.
+        hand = HandWritten(url, f"bench-{run_id}-mem-hw")
+        payload = 0
+        versions = 0
+        for i, body in enumerate(bodies):
+            for _ in range(saves_per_state):
+                await hand.save(f"state-{i}", body)
+            packed = lz4.block.compress(msgspec.msgpack.encode(body), store_size=False)
+            payload += len(packed) * saves_per_state
+            versions += saves_per_state
+        total, _ = await _memory_of_prefix(client, hand.prefix)
+        await _delete_prefix(client, hand.prefix)
+        await hand.close()
+        out["hand_written_lz4"] = {
+            "versions": versions,
+            "overhead_per_version": round((total - payload) / versions, 1),
+        }
+    finally:
+        await client.aclose()
+    return out
+
+
+# -- soak -----------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):  # not Linux: report what is left after a collection
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+@dataclass
+class Soak:
+    """In-process memory over a bounded run of mixed load."""
+
+    seconds: float
+    tasks: int
+    operations: int = 0
+    errors: int = 0
+    samples_mib: list[float] = field(default_factory=list)
+    gc_objects: list[int] = field(default_factory=list)
+    growth_mib: float = 0.0
+    flat: bool = False
+
+
+async def soak(url: str, run_id: str, *, seconds: float, tasks: int, states: int) -> Soak:
+    """Run an 80/20 load/save mix on ``states`` ids; sample RSS and live objects.
+
+    Memory counts as flat when the last sample is within 5% (and 8 MiB) of the
+    sample taken after the first fifth of the run, once warm.
+    """
+    store = RedisStatePersistence(url, key_prefix=f"bench-{run_id}-soak")
+    bodies = [make_state(512 + 256 * (i % 8), seed=i) for i in range(16)]
+    result = Soak(seconds=seconds, tasks=tasks)
+    deadline = time.perf_counter() + seconds
+    try:
+        await store.connect()
+
+        async def worker(index: int) -> None:
+            rnd = random.Random(index)
+            while time.perf_counter() < deadline:
+                state_id = f"state-{rnd.randrange(states)}"
+                try:
+                    if rnd.random() < 0.2:
+                        await store.save(state_id, bodies[rnd.randrange(len(bodies))])
+                    else:
+                        await store.load(state_id)
+                except Exception:
+                    result.errors += 1
+                result.operations += 1
+
+        async def sampler() -> None:
+            interval = seconds / 10
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(interval)
+                gc.collect()
+                result.samples_mib.append(round(_rss_bytes() / 2**20, 2))
+                result.gc_objects.append(len(gc.get_objects()))
+
+        await asyncio.gather(sampler(), *(worker(i) for i in range(tasks)))
+    finally:
+        await store.aclose()
+        await delete_prefix(url, f"bench-{run_id}-soak")
+    if len(result.samples_mib) >= 3:
+        base = result.samples_mib[max(1, len(result.samples_mib) // 5)]
+        result.growth_mib = round(result.samples_mib[-1] - base, 2)
+        result.flat = result.growth_mib <= max(8.0, base * 0.05)
+    return result
