@@ -88,3 +88,16 @@ def test_fixtures_use_redis_url_and_leave_no_state_behind(
 
     assert asyncio.run(leftover_keys()) == 0
 
+
+
+def test_the_testing_guide_examples_pass_as_user_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_docs_blocks import ROOT, code_blocks
+
+    blocks = [block for block in code_blocks(ROOT / "docs" / "guides" / "testing.md") if block.runs]
+    assert len(blocks) >= 3
+    pytester.makepyfile(**{f"test_guide_{n}": block.source for n, block in enumerate(blocks)})
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=3)
