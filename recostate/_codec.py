@@ -304,8 +304,19 @@ class Codec:
             else:
                 raise ValueError("unknown frame layout")
             header = _header_decoder.decode(frame[start : start + header_len])
+            # Metadata reads do not verify the checksum: a damaged timestamp
+            # must still be an IntegrityError, not datetime's own error later.
+            header.updated_at  # noqa: B018
             compression = _CODECS_BY_ID[codec_id]
-        except (struct.error, ValueError, KeyError, IndexError, msgspec.DecodeError) as exc:
+        except (
+            struct.error,
+            ValueError,
+            OverflowError,
+            OSError,
+            KeyError,
+            IndexError,
+            msgspec.DecodeError,
+        ) as exc:
             raise IntegrityError(state_id, version, "unreadable frame header") from exc
         if self.signing is not None:
             if key_id is None:

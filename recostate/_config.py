@@ -26,8 +26,14 @@ def _int_option(name: str, value: object, *, minimum: int) -> int:
 
 
 def _number_option(name: str, value: object, *, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise ConfigurationError(f"{name} must be a number >= {minimum}, got {value!r}")
+    # NaN compares false with everything, so it would slip past the minimum.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < minimum
+    ):
+        raise ConfigurationError(f"{name} must be a finite number >= {minimum}, got {value!r}")
     return float(value)
 
 

@@ -256,7 +256,8 @@ if head == 0 then return false end
 local v = ARGV[5] == '' and head or tonumber(ARGV[5])
 local key = vkey(v)
 local size = redis.call('STRLEN', key)
-if size == 0 then return false end
+-- An empty value is a damaged version, not a missing one: the reader reports it.
+if size == 0 and redis.call('EXISTS', key) == 0 then return false end
 return {v, redis.call('HGET', S, 'created_at_ms'), header_of(key), size}
 """,
 )
@@ -272,7 +273,9 @@ local out = {created}
 for _, v in ipairs(redis.call('ZRANGE', I, 0, -1)) do
   local key = vkey(v)
   local size = redis.call('STRLEN', key)
-  if size > 0 then out[#out + 1] = {tonumber(v), header_of(key), size} end
+  if size > 0 or redis.call('EXISTS', key) == 1 then
+    out[#out + 1] = {tonumber(v), header_of(key), size}
+  end
 end
 return out
 """,

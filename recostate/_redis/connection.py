@@ -13,6 +13,7 @@ knows which calls are idempotent.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -146,10 +147,13 @@ def check_redis_options(options: object, *, cluster: bool) -> dict[str, Any]:
     for name in ("socket_timeout", "socket_connect_timeout", "pool_timeout"):
         value = merged[name]
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)  # NaN passes "<= 0"; inf is no bound
+            or value <= 0
         ):
             raise ConfigurationError(
-                f"redis_options[{name!r}] must be a positive number of seconds"
+                f"redis_options[{name!r}] must be a positive, finite number of seconds"
             )
     merged.setdefault("retry", Retry(NoBackoff(), 0))
     return merged
