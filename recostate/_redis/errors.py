@@ -47,6 +47,12 @@ _REFUSAL_MARKERS = ("OOM command not allowed", "NOPERM", "NOAUTH", "WRONGPASS")
 
 _POOL_EXHAUSTED = "No connection available."
 
+# A script on a cluster node whose slot is being migrated touched a key that
+# has already left (or a new one, which belongs to the target now). Redis
+# stops the script at that command; recostate's scripts do every read before
+# their first write, so the call is resent once the slot has moved.
+_SLOT_MOVING = "Script attempted to access a non local key in a cluster node"
+
 
 def _is_pool_exhausted(exc: BaseException) -> bool:
     # The blocking pool already waited its full timeout: retrying would only
@@ -59,6 +65,8 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, _REFUSALS) or _is_pool_exhausted(exc):
         return False
     if isinstance(exc, (rexc.ConnectionError, *_RETRYABLE)):
+        return True
+    if isinstance(exc, rexc.ResponseError) and _SLOT_MOVING in str(exc):
         return True
     # A socket error that redis-py let through unwrapped.
     return isinstance(exc, OSError)

@@ -21,7 +21,12 @@ from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 
 from recostate._errors import StoreClosedError
-from recostate._redis.cluster import ClusterGate, cluster_pool_figures, scan_primaries
+from recostate._redis.cluster import (
+    ClusterGate,
+    closed_under_call,
+    cluster_pool_figures,
+    scan_primaries,
+)
 from recostate._redis.connection import DEFAULT_OPTIONS, AnyRedis, pool_figures
 from recostate._redis.errors import is_retryable, translate
 from recostate._redis.pipeline import AutoPipeline
@@ -113,7 +118,12 @@ class Executor:
             try:
                 if self._gate is not None:
                     async with self._gate.turn():
-                        return await operation(client)
+                        try:
+                            return await operation(client)
+                        except AttributeError as exc:
+                            if not closed_under_call(exc):
+                                raise
+                            raise rexc.ConnectionError("connection closed during the call") from exc
                 return await operation(client)
             except Exception as exc:
                 if attempt < self._retry.retries and is_retryable(exc):
@@ -271,6 +281,9 @@ class Executor:
         """Return ``INFO`` of the server (of each primary, by node name, on a cluster)."""
 
         async def operation(client: Any) -> dict[str, Any]:
+            if isinstance(client, RedisCluster):
+                # Left alone, RedisCluster asks only its default node.
+                return await client.info(target_nodes=RedisCluster.PRIMARIES)
             return await client.info()  # type: ignore[no-any-return]
 
         return await self._call(operation, "INFO")
