@@ -250,7 +250,8 @@ async def test_head_metadata_is_readable_with_hgetall(
     meta = await store.save("s", {"t": "x" * 5000}, tags=["red", "blue"], ttl=500)
     keys = [k async for k in raw_redis.scan_iter(match=f"{key_prefix}:{{*}}:s:*")]
     assert len(keys) == 1
-    fields = {k.decode(): v.decode() for k, v in (await raw_redis.hgetall(keys[0])).items()}
+    raw_fields: dict[bytes, bytes] = await raw_redis.hgetall(keys[0])  # type: ignore[assignment]
+    fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
     assert fields["state_id"] == "s"
     assert fields["version"] == "2"
     assert fields["updated_at"] == meta.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -273,7 +274,7 @@ async def test_lua_iso_timestamps_match_python(raw_redis: aioredis.Redis) -> Non
         _COMMON
         + "local out = {} for i, v in ipairs(ARGV) do out[i] = iso(tonumber(v)) end return out"
     )
-    got = await raw_redis.eval(script, 0, *samples)  # type: ignore[misc]
+    got = await raw_redis.eval(script, 0, *samples)
     for ms, text in zip(samples, got, strict=True):
         expected = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
         assert text.decode() == expected.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", ms
