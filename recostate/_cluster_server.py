@@ -4,7 +4,8 @@
 processes (:class:`~recostate._server.EmbeddedRedis`) with ``cluster-enabled
 yes`` and a short ``cluster-node-timeout``, so that a killed primary is
 replaced by its replica within a few seconds. The cluster is created with
-``redis-cli --cluster create`` when a ``redis-cli`` is found, otherwise with
+``redis-cli --cluster create`` when a ``redis-cli`` is found (and there are
+at least 3 primaries, which it requires), otherwise with
 ``CLUSTER ADDSLOTS`` / ``MEET`` / ``REPLICATE``; :meth:`EmbeddedCluster.start`
 returns once every node reports ``cluster_state:ok``, agrees on who serves
 every slot, and every replica is in sync.
@@ -277,7 +278,8 @@ class EmbeddedCluster:
                 self.nodes.append(EmbeddedRedis(self.binary, args=self._node_args(), port=port))
             for node in self.nodes:
                 node.start()
-            if self.redis_cli:
+            # redis-cli refuses to create a cluster of fewer than 3 primaries.
+            if self.redis_cli and self.primary_count >= 3:
                 self._create_with_cli(timeout)
             else:
                 self._create_with_commands(timeout)
