@@ -223,7 +223,7 @@ async def test_slow_server_times_out_typed_and_a_lost_save_is_never_doubled(
     store = fast_store(server.url, retries=2, redis_options={"socket_timeout": 0.2})
     try:
         await store.save("x", {"n": 0})
-        sleeper = asyncio.create_task(_debug_sleep(server.url, 1.5))
+        sleeper = asyncio.create_task(_debug_sleep(server.url, 2.0))
         await asyncio.sleep(0.1)  # the server is now asleep
         with pytest.raises(StoreUnavailableError) as info:
             await asyncio.wait_for(store.save("x", {"n": 1}), HANG)
