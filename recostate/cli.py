@@ -71,6 +71,7 @@ class Target:
     url: str | None
     prefix: str
     debug: bool
+    cluster: bool = False
 
     @property
     def effective_url(self) -> str:
@@ -118,7 +119,7 @@ def _explain(exc: BaseException, target: Target) -> str:
     if isinstance(exc, ConfigurationError):
         return f"invalid setting: {exc}"
     if isinstance(exc, IntegrityError):
-        return f"corrupted: {exc} (recostate verify lists every damaged version)"
+        return f"integrity check failed: {exc} (recostate verify lists every such version)"
     if isinstance(exc, (InvalidInputError, VersionConflictError, VersionNotFoundError)):
         return str(exc)
     if isinstance(exc, RecostateError):
@@ -146,13 +147,43 @@ def _run(target: Target, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise CommandError(_explain(exc, target)) from None
 
 
+SIGNING_KEYS_ENV = "RECOSTATE_SIGNING_KEYS"
+
+
+def signing_keys_from_env() -> list[bytes | tuple[str, bytes]] | None:
+    """Read ``RECOSTATE_SIGNING_KEYS``: keys newest first, comma-separated, ``[key_id:]hex``.
+
+    Keys are read from the environment rather than the command line, where
+    other users of the machine could see them.
+    """
+    raw = os.environ.get(SIGNING_KEYS_ENV, "").strip()
+    if not raw:
+        return None
+    keys: list[bytes | tuple[str, bytes]] = []
+    for entry in raw.split(","):
+        key_id, _, text = entry.strip().rpartition(":")
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigurationError(
+                f"{SIGNING_KEYS_ENV}: each key must be hex digits, as [key_id:]hex"
+            ) from None
+        keys.append((key_id, key) if key_id else key)
+    return keys
+
+
 def _store(target: Target, **options: Any) -> RedisStatePersistence:
     options.setdefault("max_versions", _KEEP_EVERYTHING)
     # Fail fast on a wrong address: one retry, short connect timeout.
     options.setdefault("retries", 1)
     options.setdefault("redis_options", {"socket_connect_timeout": 3.0, "socket_timeout": 10.0})
     try:
-        return RedisStatePersistence(target.effective_url, key_prefix=target.prefix, **options)
+        signing = signing_keys_from_env()
+        if signing is not None:
+            options.setdefault("signing_key", signing)
+        return RedisStatePersistence(
+            target.effective_url, key_prefix=target.prefix, cluster=target.cluster, **options
+        )
     except ConfigurationError as exc:
         if target.debug:
             raise
@@ -193,7 +224,7 @@ def _connection_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def _target(ctx: click.Context, url_here: str | None, prefix_here: str | None) -> Target:
     base = ctx.obj if isinstance(ctx.obj, Target) else Target(None, DEFAULT_PREFIX, False)
-    return Target(url_here or base.url, prefix_here or base.prefix, base.debug)
+    return Target(url_here or base.url, prefix_here or base.prefix, base.debug, base.cluster)
 
 
 _progress_option = click.option(
@@ -223,10 +254,16 @@ _progress_option = click.option(
     metavar="PREFIX",
     help="Key prefix of the store (the key_prefix the application uses). Env: RECOSTATE_PREFIX.",
 )
+@click.option(
+    "--cluster",
+    is_flag=True,
+    envvar="RECOSTATE_CLUSTER",
+    help="The URL names a node of a Redis Cluster. Env: RECOSTATE_CLUSTER=1.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and recostate's debug logs.")
 @click.version_option(__version__, "-V", "--version", prog_name="recostate")
 @click.pass_context
-def cli(ctx: click.Context, url: str | None, prefix: str, debug: bool) -> None:
+def cli(ctx: click.Context, url: str | None, prefix: str, cluster: bool, debug: bool) -> None:
     """Inspect, repair, verify, back up and move recostate states.
 
     \b
@@ -238,8 +275,11 @@ def cli(ctx: click.Context, url: str | None, prefix: str, debug: bool) -> None:
       recostate rollback agent-7 2
       recostate verify                        # exit status 1 if anything is corrupted
       recostate export -o backup.jsonl && recostate --url redis://other/0 import backup.jsonl
+
+    States signed with signing_key= are read with the keys in RECOSTATE_SIGNING_KEYS
+    (newest first, comma-separated, each [key_id:]hex).
     """  # noqa: D301 (click's \b keeps the example lines as they are)
-    ctx.obj = Target(url, prefix, debug)
+    ctx.obj = Target(url, prefix, debug, cluster)
     if debug:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("recostate").setLevel(logging.DEBUG)
@@ -584,7 +624,7 @@ def verify(
                         try:
                             found = await store.load_with_metadata(state_id, number)
                         except IntegrityError as exc:
-                            failures.append(f"CORRUPTED {state_id!r} version {number}: {exc.reason}")
+                            failures.append(f"FAILED {state_id!r} version {number}: {exc.reason}")
                             checked += 1
                             continue
                         checked += found is not None
@@ -592,7 +632,7 @@ def verify(
                 click.echo(line)
             click.echo(
                 f"checked {checked} version(s) of {len(ids)} state(s): "
-                + (f"{len(failures)} corrupted" if failures else "all sound")
+                + (f"{len(failures)} failed" if failures else "all sound")
             )
             return 1 if failures else 0
 

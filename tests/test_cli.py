@@ -19,6 +19,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from recostate import RedisStatePersistence
+from recostate._cluster_server import EmbeddedCluster
 from recostate._keys import KeySpace
 from recostate._server import EmbeddedRedis
 from recostate.cli import cli
@@ -231,11 +232,11 @@ def test_verify_passes_then_fails_on_a_corrupted_version(
     corrupt(server.url, prefix, "bad", 1)
     damaged = run(server, prefix, "verify")
     assert damaged.exit_code == 1
-    assert "CORRUPTED 'bad' version 1: checksum mismatch" in damaged.output
-    assert "1 corrupted" in damaged.output
+    assert "FAILED 'bad' version 1: checksum mismatch" in damaged.output
+    assert "1 failed" in damaged.output
     assert run(server, prefix, "verify", "--tag", "t").exit_code == 0
     shown = run(server, prefix, "show", "bad", "--version", "1")
-    assert shown.exit_code == 1 and "corrupted:" in shown.output
+    assert shown.exit_code == 1 and "integrity check failed:" in shown.output
 
 
 def test_export_and_import_move_every_version_between_servers(
@@ -377,7 +378,7 @@ def test_errors_are_one_line_and_never_a_traceback(server: EmbeddedRedis, prefix
         "cannot reach Redis at": ["--url", f"redis://127.0.0.1:{closed_port}/0", "ls"],
         "invalid setting: redis_url": ["--url", "http://example.invalid", "ls"],
         "no state 'missing'": ["--url", server.url, "--prefix", prefix, "show", "missing"],
-        "corrupted: state 's' version 2": ["--url", server.url, "--prefix", prefix, "show", "s"],
+        "integrity check failed: state 's' version 2": ["--url", server.url, "--prefix", prefix, "show", "s"],
         "at redis://ada:***@127.0.0.1": ["--url", f"redis://ada:secret@127.0.0.1:{closed_port}/0", "ls"],
     }
     for expected, args in cases.items():
@@ -425,3 +426,71 @@ def test_long_runs_draw_a_progress_bar_on_a_terminal(server: EmbeddedRedis, pref
     assert b"all sound" in stdout
     piped = cli_process("--url", server.url, "--prefix", prefix, "verify")
     assert piped.stderr == ""  # no bar when standard error is not a terminal
+
+
+def test_commands_work_on_a_cluster_and_migrate_to_a_single_server(
+    embedded_cluster: EmbeddedCluster, server: EmbeddedRedis, prefix: str, tmp_path: Path
+) -> None:
+    embedded_cluster.wait_healthy()
+
+    async def fill() -> None:
+        async with RedisStatePersistence(
+            embedded_cluster.url, key_prefix=prefix, cluster=True
+        ) as store:
+            for n in range(6):
+                await store.save(f"agent-{n}", {"n": n}, tags=["agents"])
+                await store.save(f"agent-{n}", {"n": n, "step": 2}, tags=["agents"])
+
+    asyncio.run(fill())
+    base = ["--url", embedded_cluster.url, "--cluster", "--prefix", prefix]
+    runner = CliRunner()
+    listed = runner.invoke(cli, [*base, "ls", "--tag", "agents"], env={"REDIS_URL": None})
+    assert listed.output.splitlines() == [f"agent-{n}" for n in range(6)]
+    assert runner.invoke(cli, [*base, "verify"]).output.endswith(
+        "checked 12 version(s) of 6 state(s): all sound\n"
+    )
+    backup = tmp_path / "cluster.jsonl"
+    assert runner.invoke(cli, [*base, "export", "-o", str(backup)]).exit_code == 0
+    moved = run(server, prefix, "import", str(backup))
+    assert moved.exit_code == 0 and "imported 12 version(s) of 6 state(s)" in moved.output
+    assert run(server, prefix, "ls", "--tag", "agents").output.splitlines() == listed.output.splitlines()
+    assert json.loads(run(server, prefix, "show", "agent-3", "-s").output) == {"n": 3, "step": 2}
+
+    async def clean() -> None:
+        async with RedisStatePersistence(
+            embedded_cluster.url, key_prefix=prefix, cluster=True
+        ) as store:
+            for state_id in await store.list_states():
+                await store.delete(state_id)
+
+    asyncio.run(clean())
+
+
+def test_signed_states_are_read_with_keys_from_the_environment(
+    server: EmbeddedRedis, other_server: EmbeddedRedis, prefix: str, tmp_path: Path
+) -> None:
+    key = b"k" * 32
+
+    async def fill() -> None:
+        async with RedisStatePersistence(
+            server.url, key_prefix=prefix, signing_key=[("2026-11", key)]
+        ) as store:
+            await store.save("s", {"v": 1})
+            await store.save("s", {"v": 2})
+
+    asyncio.run(fill())
+    keys_env = {"RECOSTATE_SIGNING_KEYS": f"2026-11:{key.hex()}"}
+    unkeyed = run(server, prefix, "verify")
+    assert unkeyed.exit_code == 1 and "has no signing_key to check it" in unkeyed.output
+    keyed = run(server, prefix, "verify", **keys_env)
+    assert keyed.exit_code == 0 and "all sound" in keyed.output
+    assert json.loads(run(server, prefix, "show", "s", "-s", **keys_env).output) == {"v": 2}
+    backup = tmp_path / "signed.jsonl"
+    assert run(server, prefix, "export", "-o", str(backup), **keys_env).exit_code == 0
+    assert run(other_server, prefix, "import", str(backup), **keys_env).exit_code == 0
+    assert run(other_server, prefix, "verify", **keys_env).output.endswith(
+        "checked 2 version(s) of 1 state(s): all sound\n"
+    )
+    bad = run(server, prefix, "ls", **{"RECOSTATE_SIGNING_KEYS": "2026-11:not-hex"})
+    assert bad.exit_code == 1
+    assert "invalid setting: RECOSTATE_SIGNING_KEYS" in bad.output
