@@ -21,6 +21,7 @@ from recostate._errors import (
     IntegrityError,
     ReplicationError,
     StoreClosedError,
+    StoreRefusedError,
     VersionConflictError,
     VersionNotFoundError,
 )
@@ -651,11 +652,38 @@ class RedisStatePersistence:
         connection pool's size and use.
         """
         self._ensure_open()
-        info = await self._executor.info()
+        try:
+            redis_info = _summarise_info(await self._executor.info(), cluster=self._cluster)
+        except StoreRefusedError:
+            if self._cluster:
+                raise
+            redis_info = await self._restricted_info()
         return {
-            "redis_info": _summarise_info(info, cluster=self._cluster),
+            "redis_info": redis_info,
             "store": self._counters.snapshot(),
             "pool": self._executor.pool(),
+        }
+
+    async def _restricted_info(self) -> dict[str, Any]:
+        """Server figures for an ACL user without ``INFO`` (it is in ``@dangerous``).
+
+        ``MEMORY STATS`` and ``HELLO`` (no protocol change) are allowed to such a
+        user and give the memory use and the version; client counts are not
+        available, and ``info_restricted`` says so.
+        """
+        stats = _pairs(await self._executor.command("MEMORY", "STATS"))
+        server = _pairs(await self._executor.command("HELLO"))
+
+        def text(value: Any) -> str:
+            return value.decode() if isinstance(value, bytes) else str(value)
+
+        return {
+            "redis_version": text(server.get(b"version", b"")),
+            "redis_mode": text(server.get(b"mode", b"")),
+            "role": text(server.get(b"role", b"")),
+            "used_memory": int(stats.get(b"total.allocated", 0)),
+            "used_memory_peak": int(stats.get(b"peak.allocated", 0)),
+            "info_restricted": True,
         }
 
 
@@ -676,6 +704,13 @@ _INFO_FIELDS = (
     "evicted_keys",
     "expired_keys",
 )
+
+
+def _pairs(reply: Any) -> dict[Any, Any]:
+    # A flat [name, value, ...] array in RESP2, already a map in RESP3.
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=False))
 
 
 def _pick(info: dict[str, Any]) -> dict[str, Any]:
