@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -362,7 +362,9 @@ class RedisStatePersistence:
         reply = await self._run_write(
             scripts.SAVE,
             keys,
-            uuid.uuid4().hex,
+            # 96 random bits: unique among the ids a state remembers, and a
+            # third of the bytes a hex UUID would cost in every state's memory.
+            os.urandom(12),
             "" if expected is None else expected,
             "" if version is None else version,
             self._config.versions_kept,

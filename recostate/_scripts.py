@@ -164,6 +164,9 @@ local function update_tags(old, new)
 end
 
 local function apply_ttl(ttl_ms)
+  -- Every write and touch gives all keys of a state the same expiry, so a
+  -- state hash without one means no key has one: nothing to PERSIST.
+  if ttl_ms == '' and redis.call('PTTL', S) == -1 then return end
   local keys = {S, I, W}
   for _, v in ipairs(redis.call('ZRANGE', I, 0, -1)) do keys[#keys + 1] = vkey(v) end
   for _, k in ipairs(keys) do

@@ -74,6 +74,43 @@ def _fallback_packer() -> AbstractConnection:
     return _packer
 
 
+try:  # redis-py's "incomplete reply" marker for its hiredis reader
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _INCOMPLETE
+except ImportError:  # pragma: no cover - another redis-py layout
+    _INCOMPLETE = False
+_PUSH = getattr(hiredis, "PushNotification", None)
+
+
+def _buffered_reader(connection: AbstractConnection) -> Any:
+    """Return the hiredis reader behind ``connection``, or ``None`` to use ``read_response()``.
+
+    redis-py keeps it private (``connection._parser._reader``); when its
+    shape differs, every reply simply goes through ``read_response()``.
+    """
+    if _INCOMPLETE is False and getattr(connection, "protocol", 2) not in (2, "2"):
+        return None  # RESP3 has a boolean false that would read as "incomplete"
+    reader = getattr(getattr(connection, "_parser", None), "_reader", None)
+    return reader if isinstance(reader, hiredis.Reader) else None
+
+
+async def _next_reply(connection: AbstractConnection, reader: Any) -> Any:
+    """Return the next reply, from the parser's buffer when it is there already."""
+    while reader is not None:
+        reply = reader.gets()
+        if reply is _INCOMPLETE:
+            break
+        if isinstance(reply, (rexc.ConnectionError, rexc.ResponseError)):
+            raise reply
+        if _PUSH is not None and isinstance(reply, _PUSH):
+            # Out-of-band (RESP3 push): redis-py's handler gets it, as it would.
+            handler = getattr(getattr(connection, "_parser", None), "handle_push_response", None)
+            if handler is not None:
+                await handler(reply)
+            continue
+        return reply
+    return await connection.read_response()
+
+
 class _Request:
     __slots__ = ("command", "future", "packed")
 
@@ -217,9 +254,13 @@ class AutoPipeline:
             check_health=False,
         )
         callbacks = self._callbacks
+        reader = _buffered_reader(connection)
         for index, request in enumerate(batch):
             try:
-                reply = await connection.read_response()
+                # Replies already buffered are taken straight from the parser:
+                # one socket read often brings a whole batch, and redis-py's
+                # read_response() arms a timer for each reply.
+                reply = await _next_reply(connection, reader)
             except rexc.ResponseError as exc:
                 # An error reply: read whole, the connection stays in step.
                 if not request.future.done():
