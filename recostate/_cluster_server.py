@@ -362,7 +362,9 @@ class EmbeddedCluster:
         owners = []
         for view in views:
             live = [n for n in view if not n.failed]
-            if len(live) != len(running) or not all(n.connected or "myself" in n.flags for n in live):
+            if len(live) != len(running) or not all(
+                n.connected or "myself" in n.flags for n in live
+            ):
                 return False
             owners.append(sorted((n.port, n.slots) for n in live if n.is_primary and n.slots))
         return all(owner == owners[0] for owner in owners)

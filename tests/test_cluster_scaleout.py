@@ -135,7 +135,10 @@ async def test_failover_keeps_every_acknowledged_write(
         writers = [
             asyncio.create_task(_writer(store, on_victim[w::4], 150, acked, stop_at))
             for w in range(4)
-        ] + [asyncio.create_task(_writer(store, elsewhere[w::2], 150, acked, stop_at)) for w in range(2)]
+        ] + [
+            asyncio.create_task(_writer(store, elsewhere[w::2], 150, acked, stop_at))
+            for w in range(2)
+        ]
         await asyncio.sleep(0.2)
         assert acked, "the writers are running"
         await anyio.to_thread.run_sync(cluster.kill, victim.port)
@@ -293,9 +296,7 @@ async def test_stats_report_every_primary(
     await store.save("s", {"x": 1})
     stats = await store.get_stats()
     nodes = stats["redis_info"]["nodes"]
-    assert {int(name.rsplit(":", 1)[1]) for name in nodes} == {
-        n.port for n in cluster.primaries()
-    }
+    assert {int(name.rsplit(":", 1)[1]) for name in nodes} == {n.port for n in cluster.primaries()}
     assert all(node["role"] == "master" and node["used_memory"] > 0 for node in nodes.values())
     assert stats["redis_info"]["used_memory"] == sum(n["used_memory"] for n in nodes.values())
     assert len(stats["pool"]["nodes"]) >= 3
@@ -344,4 +345,3 @@ def test_cluster_created_without_redis_cli() -> None:
                 return await store.list_states()
 
         assert sorted(anyio.run(use)) == sorted(f"s{i}" for i in range(10))
-

@@ -15,7 +15,10 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import os
 import re
+import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,39 +85,36 @@ def docs_server() -> Iterator[EmbeddedRedis]:
 
 
 def _where(block: Block) -> str:
-    return f"{block.path.relative_to(ROOT)}:{block.line}"
+    path = block.path.resolve()
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    return f"{shown}:{block.line}"
+
+
+class BlockFailed(Exception):
+    """A block raised, or would reach a server the test did not start."""
 
 
 def _prepare(block: Block, url: str) -> str:
     base = url.rsplit("/", 1)[0]
     source = _LOCAL_SERVER.sub(base, block.source)
     if "6379" in source or re.search(r"RedisStatePersistence\(\s*\)", source):
-        pytest.fail(
+        raise BlockFailed(
             f"{_where(block)}: this block would talk to a Redis server the test did not "
-            f"start (port 6379); read REDIS_URL, or mark it {NO_RUN}",
-            pytrace=False,
+            f"start (port 6379); read REDIS_URL, or mark it {NO_RUN}"
         )
     return source
 
 
-@pytest.mark.parametrize(
-    "path", _files_with_blocks(), ids=lambda path: str(path.relative_to(ROOT))
-)
-def test_python_blocks_run(
-    path: Path,
-    docs_server: EmbeddedRedis,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("REDIS_URL", docs_server.url)
-    monkeypatch.chdir(tmp_path)
+def run_file(path: Path, url: str) -> int:
+    """Run the blocks of ``path`` in order, in one namespace and event loop; return how many."""
     namespace: dict[str, object] = {"__name__": "__main__"}
     loop = asyncio.new_event_loop()
+    ran = 0
     try:
         for block in code_blocks(path):
             if not block.runs:
                 continue
-            source = _prepare(block, docs_server.url)
+            source = _prepare(block, url)
             try:
                 code = compile(
                     source, _where(block), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -125,10 +125,31 @@ def test_python_blocks_run(
                     exec(code, namespace)
             except Exception as exc:
                 detail = "".join(traceback.format_exception(exc)[-6:])
-                pytest.fail(f"the block at {_where(block)} failed:\n{detail}", pytrace=False)
+                raise BlockFailed(f"the block at {_where(block)} failed:\n{detail}") from exc
+            ran += 1
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+    return ran
+
+
+@pytest.mark.parametrize(
+    "path", _files_with_blocks(), ids=lambda path: str(path.relative_to(ROOT))
+)
+def test_python_blocks_run(path: Path, docs_server: EmbeddedRedis, tmp_path: Path) -> None:
+    # A process per file: what a block sets up globally (logging, telemetry
+    # providers, environment) stays out of the rest of the suite.
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), str(path), docs_server.url],
+        cwd=tmp_path,
+        env={**environ, "REDIS_URL": docs_server.url, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    if result.returncode != 0:
+        pytest.fail(result.stderr[-4000:] or result.stdout[-4000:], pytrace=False)
 
 
 def test_the_readme_has_blocks_and_the_parser_finds_them(tmp_path: Path) -> None:
@@ -144,3 +165,12 @@ def test_the_readme_has_blocks_and_the_parser_finds_them(tmp_path: Path) -> None
         (9, "serve_forever()\n", False),
         (15, "y = x + 1\n", True),
     ]
+
+
+if __name__ == "__main__":
+    # python tests/test_docs_blocks.py FILE.md REDIS_URL: run one file's blocks.
+    try:
+        run_file(Path(sys.argv[1]), sys.argv[2])
+    except BlockFailed as failure:
+        print(failure, file=sys.stderr)
+        sys.exit(1)

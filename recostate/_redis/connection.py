@@ -30,6 +30,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from recostate._errors import ConfigurationError
+from recostate._redis.sentinel import (
+    SENTINEL_OPTIONS,
+    is_sentinel_url,
+    open_sentinel_client,
+    parse_sentinel_url,
+)
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -102,6 +108,11 @@ def check_redis_url(url: object, *, cluster: bool) -> str:
         raise ConfigurationError(
             "redis_url must be a non-empty str such as 'redis://localhost:6379/0'"
         )
+    if is_sentinel_url(url):
+        if cluster:
+            raise ConfigurationError("a redis+sentinel:// URL cannot be used with cluster=True")
+        parse_sentinel_url(url)
+        return url
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - parsing the port validates it
@@ -128,7 +139,7 @@ def check_redis_options(options: object, *, cluster: bool) -> dict[str, Any]:
         raise ConfigurationError("redis_options must be a mapping of redis-py options")
     if options.get("decode_responses"):
         raise ConfigurationError("decode_responses is not supported: recostate stores bytes")
-    allowed = _CLUSTER_OPTIONS if cluster else _STANDALONE_OPTIONS
+    allowed = _CLUSTER_OPTIONS if cluster else _STANDALONE_OPTIONS | SENTINEL_OPTIONS
     unknown = sorted(
         str(key) for key in options if key not in allowed and key != "decode_responses"
     )
@@ -181,6 +192,12 @@ def open_client(url: str, options: Mapping[str, Any], *, cluster: bool) -> AnyRe
     if cluster:
         # RedisCluster has no blocking pool; the executor bounds waits instead.
         return RedisCluster.from_url(url, **opts)
+    if is_sentinel_url(url):
+        return open_sentinel_client(url, opts, pool_timeout)
+    if SENTINEL_OPTIONS & opts.keys():
+        raise ConfigurationError(
+            f"redis_options {sorted(SENTINEL_OPTIONS & opts.keys())} need a redis+sentinel:// URL"
+        )
     pool = BlockingConnectionPool.from_url(url, timeout=pool_timeout, **opts)
     try:
         # Building (not connecting) one connection checks every option against
