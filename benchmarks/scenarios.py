@@ -239,6 +239,26 @@ async def _memory_of_prefix(client: aioredis.Redis, prefix: str) -> tuple[int, i
     return total, count
 
 
+def _payload(body: Any, compression: CompressionType) -> bytes:
+    raw = msgspec.msgpack.encode(body)
+    if compression is CompressionType.LZ4:
+        return bytes(lz4.block.compress(raw, store_size=False))
+    if compression is CompressionType.ZLIB:
+        return zlib.compress(raw, 6)
+    return raw
+
+
+async def _bare_value_cost(
+    client: aioredis.Redis, prefix: str, payloads: list[bytes]
+) -> float:
+    """What Redis itself charges per value beyond its bytes: a SET under a short key."""
+    for i, payload in enumerate(payloads):
+        await client.set(f"{prefix}:{i}", payload)
+    total, _ = await _memory_of_prefix(client, prefix)
+    await _delete_prefix(client, prefix)
+    return (total - sum(len(p) for p in payloads)) / len(payloads)
+
+
 async def stored_overhead(
     url: str, run_id: str, *, states: int, saves_per_state: int
 ) -> dict[str, Any]:
@@ -246,7 +266,12 @@ async def stored_overhead(
 
     States of 1-4 KiB (so allocator size classes average out) are saved
     ``saves_per_state`` times each, past the retention of 10 versions, so
-    trimming and write-id memory are at their steady state.
+    trimming and write-id memory are at their steady state. Two figures per
+    codec: ``overhead_per_version``, everything beyond the payload bytes
+    (key names, Redis's per-key structures, allocator rounding, the frame
+    header, the state's hash, version index and write ids, per version); and
+    ``added_per_version``, that minus what Redis charges for the same payloads
+    stored as bare SETs, which any store pays.
     """
     client = aioredis.Redis.from_url(url)
     sizes = [1024 + (i * 3072) // max(states - 1, 1) for i in range(states)]
@@ -258,6 +283,7 @@ async def stored_overhead(
             store = RedisStatePersistence(url, key_prefix=prefix, compression_type=compression)
             payload = 0
             versions = 0
+            stored_payloads: list[bytes] = []
             try:
                 for i, body in enumerate(bodies):
                     meta = None
@@ -267,53 +293,46 @@ async def stored_overhead(
                     kept = await store.list_versions(f"state-{i}")
                     versions += len(kept)
                     # The frame header is part of the overhead; the payload is not.
-                    raw = msgspec.msgpack.encode(body)
-                    if meta.compression_type is CompressionType.LZ4:
-                        body_len = len(lz4.block.compress(raw, store_size=False))
-                    elif meta.compression_type is CompressionType.ZLIB:
-                        body_len = len(zlib.compress(raw, 6))
-                    else:
-                        body_len = len(raw)
-                    payload += body_len * len(kept)
+                    body_bytes = _payload(body, meta.compression_type)
+                    stored_payloads.append(body_bytes)
+                    payload += len(body_bytes) * len(kept)
                 total, keys = await _memory_of_prefix(client, prefix)
             finally:
                 await store.aclose()
                 await _delete_prefix(client, prefix)
+            gross = (total - payload) / versions
+            bare = await _bare_value_cost(client, f"bench-{run_id}-bare", stored_payloads)
             out[compression.value] = {
                 "versions": versions,
                 "keys": keys,
                 "memory_usage_bytes": total,
                 "payload_bytes": payload,
-                "overhead_per_version": round((total - payload) / versions, 1),
+                "overhead_per_version": round(gross, 1),
+                "redis_value_cost": round(bare, 1),
+                "added_per_version": round(gross - bare, 1),
             }
-        # The same payloads as plain SETs: what Redis itself costs per value.
-        prefix = f"bench-{run_id}-mem-bare"
-        payload = 0
-        for i, body in enumerate(bodies):
-            packed = lz4.block.compress(msgspec.msgpack.encode(body), store_size=False)
-            payload += len(packed)
-            await client.set(f"{prefix}:{i}", packed)
-        total, _ = await _memory_of_prefix(client, prefix)
-        await _delete_prefix(client, prefix)
-        out["bare_set_lz4"] = {
-            "overhead_per_value": round((total - payload) / len(bodies), 1),
-        }
-        # And the hand-written code, versions and metadata included.
+        # The hand-written code, versions and metadata included.
         hand = HandWritten(url, f"bench-{run_id}-mem-hw")
         payload = 0
         versions = 0
+        packed_all: list[bytes] = []
         for i, body in enumerate(bodies):
             for _ in range(saves_per_state):
                 await hand.save(f"state-{i}", body)
-            packed = lz4.block.compress(msgspec.msgpack.encode(body), store_size=False)
+            packed = _payload(body, CompressionType.LZ4)
+            packed_all.append(packed)
             payload += len(packed) * saves_per_state
             versions += saves_per_state
         total, _ = await _memory_of_prefix(client, hand.prefix)
         await _delete_prefix(client, hand.prefix)
         await hand.close()
+        gross = (total - payload) / versions
+        bare = await _bare_value_cost(client, f"bench-{run_id}-bare", packed_all)
         out["hand_written_lz4"] = {
             "versions": versions,
-            "overhead_per_version": round((total - payload) / versions, 1),
+            "overhead_per_version": round(gross, 1),
+            "redis_value_cost": round(bare, 1),
+            "added_per_version": round(gross - bare, 1),
         }
     finally:
         await client.aclose()
