@@ -118,6 +118,57 @@ async def test_kill_9_and_restart_same_store_recovers_and_keeps_acknowledged_sav
             await store.aclose()
 
 
+async def test_kill_9_under_concurrent_writers_loses_no_acknowledged_save() -> None:
+    """Writers save without pause while the server is killed and restarted. Every
+    save acknowledged before or after the crash is stored at the version it was
+    given; each state's versions run from 1 to its head without a gap; the calls
+    caught by the outage failed with StoreUnavailableError only."""
+    if NEWEST is None:
+        pytest.skip("no redis-server binary found")
+    embedded = EmbeddedRedis(NEWEST, args=["--appendonly", "yes", "--appendfsync", "always"])
+    with embedded:
+        store = fast_store(embedded.url, max_versions=100_000)
+        acknowledged: dict[str, dict[int, int]] = {f"w{w}": {} for w in range(4)}
+        failures: list[BaseException] = []
+        stop = asyncio.Event()
+
+        async def writer(state_id: str) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    meta = await asyncio.wait_for(store.save(state_id, n), HANG)
+                except StoreUnavailableError as exc:
+                    failures.append(exc)
+                    await asyncio.sleep(0.01)
+                    continue
+                acknowledged[state_id][meta.version] = n
+
+        async def crash() -> None:
+            await asyncio.sleep(0.3)
+            embedded.kill()
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(embedded.start)
+            await asyncio.sleep(0.3)
+            stop.set()
+
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(crash(), *(writer(s) for s in acknowledged)), HANG * 2
+            )
+            assert failures, "the outage caught no call: the test proved nothing"
+            for exc in failures:
+                assert_typed(exc)
+            for state_id, saves in acknowledged.items():
+                versions = [m.version for m in await store.list_versions(state_id)]
+                assert versions == list(range(1, len(versions) + 1)), "a gap in the chain"
+                assert max(saves) <= versions[-1]
+                for version, n in saves.items():
+                    assert await store.load(state_id, version) == n
+        finally:
+            await store.aclose()
+
+
 async def test_calls_during_a_long_outage_are_bounded_and_typed(server: EmbeddedRedis) -> None:
     store = fast_store(server.url)
     try:
