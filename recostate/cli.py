@@ -47,6 +47,7 @@ from recostate._errors import (
     IntegrityError,
     InvalidInputError,
     RecostateError,
+    StoreRefusedError,
     StoreUnavailableError,
     VersionConflictError,
     VersionNotFoundError,
@@ -114,6 +115,16 @@ def _reason(exc: BaseException) -> str:
 
 def _explain(exc: BaseException, target: Target) -> str:
     """One line saying what went wrong, for every error the commands expect."""
+    if isinstance(exc, StoreRefusedError):
+        cause = exc.__cause__
+        if cause is not None and "Authentication" in type(cause).__name__:
+            if urlsplit(target.effective_url).password is None:
+                return (
+                    f"Redis at {target.shown_url} wants a password: give it in the URL, "
+                    "as redis://:PASSWORD@host:port/0 or redis://USER:PASSWORD@host:port/0"
+                )
+            return f"Redis at {target.shown_url} refused the login: {_reason(exc)}"
+        return f"Redis at {target.shown_url} refused the command: {_reason(exc)}"
     if isinstance(exc, StoreUnavailableError):
         return f"cannot reach Redis at {target.shown_url}: {_reason(exc)}"
     if isinstance(exc, ConfigurationError):

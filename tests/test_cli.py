@@ -494,3 +494,15 @@ def test_signed_states_are_read_with_keys_from_the_environment(
     bad = run(server, prefix, "ls", **{"RECOSTATE_SIGNING_KEYS": "2026-11:not-hex"})
     assert bad.exit_code == 1
     assert "invalid setting: RECOSTATE_SIGNING_KEYS" in bad.output
+
+
+def test_a_server_wanting_a_password_says_how_to_give_it() -> None:
+    with EmbeddedRedis(args=["--requirepass", "s3cret"]) as locked:
+        bare = cli_process("--url", locked.url, "ls")
+        wrong = cli_process("--url", f"redis://:wrong@127.0.0.1:{locked.port}/0", "ls")
+        right = cli_process("--url", f"redis://:s3cret@127.0.0.1:{locked.port}/0", "ls")
+    assert bare.returncode == 1 and bare.stderr.count("\n") == 1
+    assert "wants a password: give it in the URL" in bare.stderr
+    assert wrong.returncode == 1 and "refused the login" in wrong.stderr
+    assert "wrong" not in wrong.stderr  # the password is masked
+    assert right.returncode == 0 and right.stdout == ""
