@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -88,35 +89,47 @@ async def killing(admin: aioredis.Redis, every: float = 0.01) -> AsyncIterator[C
 # -- CLIENT KILL during reads and writes ---------------------------------------------------------
 
 
+# Small requests share connections through the automatic pipeline; requests over
+# 512 KiB go alone on a connection of their own. Both paths must hold.
+PATHS = pytest.mark.parametrize(
+    ("pad", "writers", "rounds"),
+    [(b"", 6, 40), (os.urandom(600_000), 2, 8)],
+    ids=["pipelined", "large-direct"],
+)
+
+
+@PATHS
 async def test_client_kill_during_reads_and_writes_is_transparent(
-    server: EmbeddedRedis, admin: aioredis.Redis
+    server: EmbeddedRedis, admin: aioredis.Redis, pad: bytes, writers: int, rounds: int
 ) -> None:
     """Reads retry transparently; writes are retried idempotently: every save made
     while connections are killed is applied exactly once, with no self-conflict."""
     # Enough retries that no call runs out of them even on a busy machine, where
     # a reconnect can take longer than the pause between two kills.
-    store = make_store(server.url, max_versions=1000, retries=40)
+    store = make_store(server.url, max_versions=1000, retries=40, compression_type="none")
     try:
 
         async def writer(w: int) -> list[int]:
             versions = []
-            for i in range(40):
-                meta = await asyncio.wait_for(store.save(f"w{w}", {"w": w, "i": i}), HANG)
+            for i in range(rounds):
+                state = {"w": w, "i": i, "pad": pad}
+                meta = await asyncio.wait_for(store.save(f"w{w}", state), HANG)
                 versions.append(meta.version)
-                assert await asyncio.wait_for(store.load(f"w{w}"), HANG) == {"w": w, "i": i}
+                assert await asyncio.wait_for(store.load(f"w{w}"), HANG) == state
             return versions
 
         async with killing(admin, every=0.02) as killed:
-            results = await asyncio.gather(*(writer(w) for w in range(6)))
+            results = await asyncio.gather(*(writer(w) for w in range(writers)))
         assert killed() > 0, "no connection was killed: the test proved nothing"
 
         for w, versions in enumerate(results):
             # Each save got the next number: none skipped (a doubled write), none reused.
-            assert versions == list(range(1, 41))
+            assert versions == list(range(1, rounds + 1))
             stored = await store.list_versions(f"w{w}")
             assert [m.version for m in stored] == versions
-            for number in (1, 20, 40):
-                assert await store.load(f"w{w}", number) == {"w": w, "i": number - 1}
+            for number in (1, rounds):
+                found = await store.load(f"w{w}", number)
+                assert found == {"w": w, "i": number - 1, "pad": pad}
     finally:
         await store.aclose()
 
@@ -124,22 +137,25 @@ async def test_client_kill_during_reads_and_writes_is_transparent(
 # -- the fault proxy: lost replies, cuts, latency ------------------------------------------------
 
 
-async def test_save_whose_reply_was_lost_ends_in_exactly_one_version(server: EmbeddedRedis) -> None:
+@PATHS
+async def test_save_whose_reply_was_lost_ends_in_exactly_one_version(
+    server: EmbeddedRedis, pad: bytes, writers: int, rounds: int
+) -> None:
     async with FaultProxy(server.port) as proxy:
-        store = make_store(proxy.url, retries=3)
+        store = make_store(proxy.url, retries=3, compression_type="none")
         try:
             assert (await store.save("x", {"n": 0})).version == 1
             for n in range(1, 6):
                 proxy.drop_reply_to(SAVE.sha.encode())
-                meta = await asyncio.wait_for(store.save("x", {"n": n}), HANG)
+                meta = await asyncio.wait_for(store.save("x", {"n": n, "pad": pad}), HANG)
                 assert meta.version == n + 1
             assert proxy.dropped_replies == 5
             assert [m.version for m in await store.list_versions("x")] == [1, 2, 3, 4, 5, 6]
-            assert await store.load("x") == {"n": 5}
+            assert await store.load("x") == {"n": 5, "pad": pad}
 
             # The same through a compare-and-set: the retry is not a conflict with itself.
             proxy.drop_reply_to(SAVE.sha.encode())
-            meta = await store.save("x", {"n": 6}, expected_version=6)
+            meta = await store.save("x", {"n": 6, "pad": pad}, expected_version=6)
             assert meta.version == 7
             assert proxy.dropped_replies == 6
             assert [m.version for m in await store.list_versions("x")] == list(range(1, 8))
