@@ -179,10 +179,6 @@ class RedisStatePersistence:
             max_payload_bytes=self._config.max_payload_bytes,
             signing=self._config.signing,
         )
-        if self._config.wait_for_replicas and self._cluster:
-            # WAIT counts the replicas of the node it is sent to, and a cluster
-            # client cannot send it on the connection that carried the write.
-            raise ConfigurationError("wait_for_replicas is not supported with a Redis Cluster")
         self._counters = StoreCounters()
         # Tag sets live in other hash slots than the state: on a cluster they
         # are kept by separate commands, on one server inside the write script.

@@ -417,6 +417,10 @@ def ls_command(
     async def work() -> None:
         async with _store(target) as store:
             ids = sorted(await store.list_states(tag=tag))
+            if not ids and not as_json:
+                # On standard error: the listing itself stays empty for scripts.
+                which = f" tagged {tag!r}" if tag else ""
+                click.echo(f"no states{which} under key prefix {target.prefix!r}", err=True)
             if not (as_json or long_):
                 for state_id in ids:
                     click.echo(state_id)

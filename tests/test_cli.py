@@ -108,7 +108,10 @@ def test_ls_lists_ids_filters_by_tag_and_prints_json(server: EmbeddedRedis, pref
     assert listed[1]["version"] == 1 and listed[1]["tags"] == ["agents"]
     long_ = run(server, prefix, "ls", "-l")
     assert long_.output.splitlines()[0].split()[:2] == ["ID", "HEAD"]
-    assert run(server, f"{prefix}-empty", "ls").output == ""
+    empty = run(server, f"{prefix}-empty", "ls")
+    assert empty.exit_code == 0 and empty.stdout == ""
+    assert empty.stderr == f"no states under key prefix '{prefix}-empty'\n"
+    assert json.loads(run(server, f"{prefix}-empty", "ls", "--json").stdout) == []
 
 
 def test_show_prints_state_as_json_with_metadata(server: EmbeddedRedis, prefix: str) -> None:

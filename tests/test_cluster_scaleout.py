@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from recostate import RedisStatePersistence, StoreUnavailableError
+from recostate import RedisStatePersistence, ReplicationError, StoreUnavailableError
 from recostate._cluster_server import EmbeddedCluster, admin_command
 from recostate._keys import KeySpace
 
@@ -122,7 +122,9 @@ async def _check_acked(store: RedisStatePersistence, acked: Acked) -> None:
 async def test_failover_keeps_every_acknowledged_write(
     cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
 ) -> None:
-    store = cluster_store(max_versions=1000, retries=3, retry_backoff=0.05)
+    # WAIT 1 with each save: a write is acknowledged once the replica has it,
+    # so the replica that takes over holds every acknowledged version.
+    store = cluster_store(max_versions=1000, wait_for_replicas=1, wait_timeout=2.0)
     victim = cluster.primaries()[0]
     keys = KeySpace(store.config.key_prefix)
     ids = [f"w-{i}" for i in range(300)]
@@ -143,6 +145,10 @@ async def test_failover_keeps_every_acknowledged_write(
         assert acked, "the writers are running"
         await anyio.to_thread.run_sync(cluster.kill, victim.port)
         promoted = await anyio.to_thread.run_sync(cluster.wait_promoted, victim)
+        # The promoted node has no replica to acknowledge WAIT 1 (saves to it
+        # raise ReplicationError, a StoreUnavailableError) until the old
+        # primary is back, as its replica.
+        await anyio.to_thread.run_sync(cluster.restart, victim.port)
         unavailable = await asyncio.gather(*writers)
     assert promoted != victim.port
     assert len(acked) == 6 * 150
@@ -152,9 +158,6 @@ async def test_failover_keeps_every_acknowledged_write(
     # The promoted replica had no scripts cached: NOSCRIPT was answered by a reload.
     assert await store.load(on_victim[0]) is not None
     assert sorted(await store.list_states()) == sorted(set(on_victim) | set(elsewhere))
-
-    # The old primary comes back as a replica, and everything still reads.
-    await anyio.to_thread.run_sync(cluster.restart, victim.port)
     await anyio.to_thread.run_sync(cluster.wait_healthy)
     assert victim.port not in [n.port for n in cluster.primaries()]
     await _check_acked(store, acked)
@@ -164,6 +167,9 @@ async def test_resharding_under_writes_loses_nothing(
     cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
 ) -> None:
     store = cluster_store(max_versions=1000)
+    # Half the writers wait for a replica: their script and WAIT must reach the
+    # slot's primary together, whichever node that is by then.
+    durable = cluster_store(max_versions=1000, wait_for_replicas=1, wait_timeout=2.0)
     source, target = cluster.primaries()[:2]
     keys = KeySpace(store.config.key_prefix)
     ids = [f"r-{i}" for i in range(400)]
@@ -187,7 +193,9 @@ async def test_resharding_under_writes_loses_nothing(
     done = asyncio.Event()
     with anyio.fail_after(90):
         writers = [
-            asyncio.create_task(_writer(store, moving[w::4], 120, acked, stop_at, ["moving"]))
+            asyncio.create_task(
+                _writer(store if w % 2 else durable, moving[w::4], 120, acked, stop_at, ["moving"])
+            )
             for w in range(4)
         ]
         readers = [asyncio.create_task(reader()) for _ in range(2)]
@@ -270,6 +278,25 @@ async def test_concurrent_retag_and_listing_never_lose_a_tagged_head(
         await asyncio.gather(*(flip(i) for i in ids), lister(), lister())
     assert sorted(await store.list_states(tag="hot")) == sorted(i for i in ids if final[i])
     assert sorted(await store.list_states(tag="cold")) == sorted(i for i in ids if not final[i])
+
+
+async def test_wait_for_replicas_reports_a_missing_replica(
+    cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
+) -> None:
+    store = cluster_store(wait_for_replicas=1, wait_timeout=0.3)
+    primary = cluster.primaries()[0]
+    keys = KeySpace(store.config.key_prefix)
+    state_id = next(
+        i for i in (f"r{n}" for n in range(500)) if _owner(cluster, _slot(keys, i)) == primary.port
+    )
+    assert (await store.save(state_id, 1)).version == 1
+    (replica,) = cluster.replicas_of(primary)
+    await anyio.to_thread.run_sync(cluster.kill, replica.port)
+    with pytest.raises(ReplicationError) as info:
+        await store.save(state_id, 2)
+    assert (info.value.required, info.value.acknowledged, info.value.version) == (1, 0, 2)
+    # The write was applied on the primary, as the error says.
+    assert await store.load(state_id) == 2
 
 
 async def test_full_pool_wait_is_bounded_on_a_cluster(

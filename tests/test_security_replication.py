@@ -171,5 +171,3 @@ def test_options_are_checked_at_construction() -> None:
                 wait_for_replicas=1,
                 wait_timeout=bad_timeout,  # type: ignore[arg-type]
             )
-    with pytest.raises(ConfigurationError):
-        RedisStatePersistence("redis://127.0.0.1:1/0", cluster=True, wait_for_replicas=1)

@@ -32,11 +32,20 @@ from typing import Any, TypeVar
 import anyio
 import redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterError
+from redis.exceptions import AskError, ClusterError, MovedError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from recostate._errors import StoreUnavailableError
 
-__all__ = ["ClusterGate", "closed_under_call", "cluster_pool_figures", "scan_primaries"]
+__all__ = [
+    "ClusterGate",
+    "closed_under_call",
+    "cluster_pool_figures",
+    "pipeline_on_node",
+    "run_and_wait",
+    "scan_primaries",
+]
 
 T = TypeVar("T")
 Call = Callable[[Callable[[Any], Awaitable[T]], str], Awaitable[T]]
@@ -196,3 +205,61 @@ async def scan_primaries(
             continue
         if await call(_read_slot_map, "CLUSTER SLOTS") == before:
             return
+
+
+def _refresh_after(exc: BaseException, client: RedisCluster) -> None:
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+        # What RedisCluster.execute_command does after a connection error (its
+        # pipelines do not, with retries off): reload the slot map next time.
+        client._initialize = True
+
+
+async def pipeline_on_node(client: RedisCluster, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Run ``commands`` (a pipeline, no transaction) grouped per node; replies in order.
+
+    Errors are raised; a connection error makes the client reload its slot map
+    before the next call.
+    """
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    try:
+        return await pipe.execute()
+    except BaseException as exc:
+        _refresh_after(exc, client)
+        raise
+
+
+async def run_and_wait(
+    client: RedisCluster, evalsha: tuple[Any, ...], key: bytes, replicas: int, timeout_ms: int
+) -> tuple[Any, Any]:
+    """Send ``EVALSHA`` and ``WAIT`` in one batch on one connection of the key's primary.
+
+    ``WAIT`` counts the acknowledgements of the writes made on its own
+    connection, so both go to the node that serves ``key`` in one pipeline
+    (redis-py sends a node's share of a pipeline on one connection). A
+    redirection means the script did not run there: it is raised as a
+    retryable ``ClusterError`` (after the slot map learnt the move) rather
+    than followed, which would run the script on another connection.
+    Returns the script's reply (or its error) and ``WAIT``'s.
+    """
+    if client._initialize:
+        await client.initialize()
+    node = client.get_node_from_key(key)  # type: ignore[arg-type]  # bytes are encoded as is
+    if node is None:
+        raise ClusterError("no primary is known for the state's slot")
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command(*evalsha, target_nodes=node)
+    pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+    try:
+        reply, acked = await pipe.execute(raise_on_error=False, allow_redirections=False)
+    except BaseException as exc:
+        _refresh_after(exc, client)
+        raise
+    if isinstance(reply, (MovedError, AskError, TryAgainError)):
+        if isinstance(reply, MovedError):
+            await client.nodes_manager.move_slot(reply)
+        raise ClusterError(f"the state's slot is moving ({type(reply).__name__})") from reply
+    if isinstance(reply, (RedisConnectionError, RedisTimeoutError)):
+        _refresh_after(reply, client)
+    return reply, acked

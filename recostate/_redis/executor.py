@@ -25,8 +25,10 @@ from recostate._redis.cluster import (
     ClusterGate,
     closed_under_call,
     cluster_pool_figures,
+    pipeline_on_node,
     scan_primaries,
 )
+from recostate._redis.cluster import run_and_wait as cluster_run_and_wait
 from recostate._redis.connection import DEFAULT_OPTIONS, AnyRedis, pool_figures
 from recostate._redis.errors import is_retryable, translate
 from recostate._redis.pipeline import AutoPipeline
@@ -179,10 +181,16 @@ class Executor:
 
         async def operation(client: Any) -> tuple[Any, int]:
             for _ in range(2):
-                pipe = client.pipeline(transaction=False)
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                pipe.execute_command("WAIT", replicas, timeout_ms)
-                reply, acked = await pipe.execute(raise_on_error=False)
+                if isinstance(client, RedisCluster):
+                    evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
+                    reply, acked = await cluster_run_and_wait(
+                        client, evalsha, keys[0], replicas, timeout_ms
+                    )
+                else:
+                    pipe = client.pipeline(transaction=False)
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    reply, acked = await pipe.execute(raise_on_error=False)
                 if isinstance(reply, rexc.NoScriptError):
                     await self._load(client, script)
                     continue
@@ -270,6 +278,8 @@ class Executor:
             return []
 
         async def operation(client: Any) -> list[Any]:
+            if isinstance(client, RedisCluster):
+                return await pipeline_on_node(client, [("HGET", key, field) for key in keys])
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.hget(key, field)
