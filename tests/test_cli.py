@@ -18,7 +18,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from recostate import RedisStatePersistence
+from recostate import RedisStatePersistence, __version__
 from recostate._cluster_server import EmbeddedCluster
 from recostate._keys import KeySpace
 from recostate._server import EmbeddedRedis
@@ -89,6 +89,9 @@ def test_help_texts_describe_every_command() -> None:
         assert sub.exit_code == 0, sub.output
         assert "--url" in sub.output and "Usage: " in sub.output
     assert "REDIS_URL" in top.output and "--prefix" in top.output
+    assert "recostate demo" in top.output  # the example lines are kept as written
+    version = runner.invoke(cli, ["--version"])
+    assert version.exit_code == 0 and version.output.strip() == f"recostate, version {__version__}"
 
 
 def test_ls_lists_ids_filters_by_tag_and_prints_json(server: EmbeddedRedis, prefix: str) -> None:
