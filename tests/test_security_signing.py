@@ -243,7 +243,7 @@ def test_accepted_forms() -> None:
 
 def test_sync_facade_takes_the_same_option(redis_server: ServerHandle, key_prefix: str) -> None:
     with recostate.sync.RedisStatePersistence(
-        redis_server.url, key_prefix=key_prefix, signing_key=NEW
+        redis_server.url, key_prefix=key_prefix, signing_key=NEW, **redis_server.options
     ) as store:
         assert store.save("s", 1).checksum.startswith("hmac-sha256:")
         assert store.load("s") == 1
