@@ -30,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from recostate._errors import ConfigurationError
+from recostate._redis.cluster import cluster_pool_figures
 from recostate._redis.sentinel import (
     SENTINEL_OPTIONS,
     is_sentinel_url,
@@ -213,19 +214,7 @@ def open_client(url: str, options: Mapping[str, Any], *, cluster: bool) -> AnyRe
 def pool_figures(client: AnyRedis) -> dict[str, Any]:
     """Return the connection pool's size and use, as plain ints."""
     if isinstance(client, RedisCluster):
-        nodes = client.get_nodes()
-        in_use = sum(
-            len(getattr(node, "_connections", ())) - len(getattr(node, "_free", ()))
-            for node in nodes
-        )
-        idle = sum(len(getattr(node, "_free", ())) for node in nodes)
-        return {
-            "kind": "cluster",
-            "nodes": len(nodes),
-            "max_connections_per_node": int(getattr(client, "max_connections", 0) or 0),
-            "in_use": in_use,
-            "idle": idle,
-        }
+        return cluster_pool_figures(client, None)
     pool = client.connection_pool
     return {
         "kind": type(pool).__name__,
