@@ -48,6 +48,7 @@ class Plan:
     ops: tuple[str, ...]
     seconds: float
     big_seconds: float
+    rounds: int
     max_ops: int
     max_inflight_bytes: int
     uvloop_tasks: tuple[int, ...]
@@ -66,8 +67,9 @@ FULL = Plan(
     tasks=(1, 16, 64, 256),
     sizes=(KiB, 64 * KiB, MiB, 8 * MiB),
     ops=scenarios.OPS,
-    seconds=1.0,
+    seconds=1.2,
     big_seconds=1.5,
+    rounds=4,
     max_ops=200_000,
     max_inflight_bytes=256 * MiB,
     uvloop_tasks=(1, 16, 64, 256),
@@ -86,8 +88,9 @@ QUICK = Plan(
     tasks=(1, 64),
     sizes=(KiB, 64 * KiB),
     ops=scenarios.OPS,
-    seconds=0.25,
-    big_seconds=0.25,
+    seconds=0.3,
+    big_seconds=0.3,
+    rounds=2,
     max_ops=20_000,
     max_inflight_bytes=64 * MiB,
     uvloop_tasks=(64,),
@@ -125,8 +128,16 @@ def describe_machine() -> dict[str, Any]:
     cores = os.cpu_count() or 0
     cpu = _cpu_model()
     python = platform.python_version()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on this platform
+        load = []
+    from recostate import _telemetry
+
     return {
         "summary": f"{cores} cores, {cpu}, Python {python}",
+        "load_average_at_start": load,
+        "opentelemetry_active": bool(_telemetry.ENABLED),
         "cpu": cpu,
         "cores": cores,
         "platform": platform.platform(),
@@ -177,7 +188,7 @@ async def _matrix(
     progress: Callable[[str], None],
 ) -> tuple[list[dict[str, Any]], list[str]]:
     made, notes = contenders(url, f"{run_id}-{loop[:2]}")
-    cells: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
     states = {size: make_state(size) for size in sizes}
     try:
         for contender in made:
@@ -189,33 +200,35 @@ async def _matrix(
         for size in sizes:
             for op in ops:
                 for count in tasks:
-                    for contender in made:
-                        if count * size > plan.max_inflight_bytes:
-                            cell = scenarios.Cell(
-                                contender.name, loop, op, count, size, note="skipped: memory bound"
-                            )
-                        else:
-                            cell = await scenarios.throughput(
-                                contender,
-                                op,
-                                count,
-                                states[size],
-                                size,
-                                loop_name=loop,
-                                seconds=plan.seconds if size < MiB else plan.big_seconds,
-                                max_ops=plan.max_ops,
-                            )
-                            await scenarios.delete_prefix(url, f"bench-{run_id}-{loop[:2]}-")
-                        cells.append(cell.as_dict())
+                    if count * size > plan.max_inflight_bytes:
+                        cells = [
+                            scenarios.Cell(c.name, loop, op, count, size, note="skipped: memory bound")
+                            for c in made
+                        ]
+                    else:
+                        cells = await scenarios.throughput(
+                            made,
+                            op,
+                            count,
+                            states[size],
+                            size,
+                            loop_name=loop,
+                            seconds=plan.seconds if size < MiB else plan.big_seconds,
+                            rounds=plan.rounds if size < MiB else max(1, plan.rounds // 2),
+                            max_ops=plan.max_ops,
+                        )
+                        await scenarios.delete_prefix(url, f"bench-{run_id}-{loop[:2]}-")
+                    for cell in cells:
+                        out.append(cell.as_dict())
                         progress(
-                            f"{loop} {report.human_size(size)} {op} x{count} {contender.name}: "
+                            f"{loop} {report.human_size(size)} {op} x{count} {cell.contender}: "
                             f"{cell.ops_per_s:.0f}/s {cell.note}"
                         )
     finally:
         for contender in made:
             await contender.close()
         await scenarios.delete_prefix(url, f"bench-{run_id}-{loop[:2]}-")
-    return cells, notes
+    return out, notes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,6 +86,11 @@ def table(results: dict[str, Any]) -> str:
     names = list(dict.fromkeys(cell["contender"] for cell in cells))
     lines = [f"recostate benchmarks ({results['mode']}) on {results['machine']['summary']}"]
     lines.append(f"server: {results['server']}")
+    machine = results["machine"]
+    lines.append(
+        f"load average at start: {machine.get('load_average_at_start')}; "
+        f"OpenTelemetry spans in recostate: {'on' if machine.get('opentelemetry_active') else 'off'}"
+    )
     for note in results.get("notes", []):
         lines.append(f"note: {note}")
     lines.append("")

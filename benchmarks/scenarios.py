@@ -58,8 +58,57 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
-async def throughput(
+@dataclass
+class _Tally:
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    errors: int = 0
+
+
+async def _timed_round(
     contender: Contender,
+    op: str,
+    keys: list[str],
+    tasks: int,
+    state: Any,
+    seconds: float,
+    max_ops: int,
+    tally: _Tally,
+    seed: int,
+) -> None:
+    async def one(rnd: random.Random, key: str) -> None:
+        if op == "save" or (op == "mix" and rnd.random() < 0.2):
+            await contender.save(key, state)
+        else:
+            await contender.load(key)
+
+    rnds = [random.Random(seed * 1000 + i) for i in range(tasks)]
+    if seed == 0:
+        # One untimed call per worker first: connections are opened and
+        # scripts loaded before the clock starts; rounds measure the steady state.
+        await asyncio.gather(*(one(rnds[i], keys[i % len(keys)]) for i in range(tasks)))
+    budget = itertools.count()
+    deadline = time.perf_counter() + seconds
+
+    async def worker(index: int) -> None:
+        rnd = rnds[index]
+        key = keys[index % len(keys)]
+        while time.perf_counter() < deadline and next(budget) < max_ops:
+            started = time.perf_counter()
+            try:
+                await one(rnd, key)
+            except Exception:
+                tally.errors += 1
+                continue
+            tally.latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(tasks)))
+    tally.elapsed += time.perf_counter() - began
+
+
+async def throughput(
+    contenders: list[Contender],
     op: str,
     tasks: int,
     state: Any,
@@ -67,54 +116,56 @@ async def throughput(
     *,
     loop_name: str,
     seconds: float,
+    rounds: int,
     max_ops: int,
-    key_space: int | None = None,
-) -> Cell:
-    """Run ``tasks`` workers doing ``op`` for ``seconds`` (or ``max_ops`` in all)."""
-    keys = [f"k{i}" for i in range(key_space or tasks)]
+) -> list[Cell]:
+    """Run ``tasks`` workers doing ``op``, for ``seconds`` per contender in all.
+
+    The time is split into ``rounds`` rounds that take the contenders in
+    turn (reversing the order every other round), so a change in the
+    machine's background load during the cell falls on all of them alike.
+    Each worker uses its own key.
+    """
+    keys = [f"k{i}" for i in range(tasks)]
     if op in ("load", "mix"):
-        for start in range(0, len(keys), 64):
-            await asyncio.gather(*(contender.save(k, state) for k in keys[start : start + 64]))
-    latencies: list[float] = []
-    budget = itertools.count()
-    errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker(index: int) -> None:
-        nonlocal errors
-        rnd = random.Random(index)
-        key = keys[index % len(keys)]
-        while time.perf_counter() < deadline and next(budget) < max_ops:
-            if key_space:
-                key = keys[rnd.randrange(len(keys))]
-            started = time.perf_counter()
-            try:
-                if op == "save" or (op == "mix" and rnd.random() < 0.2):
-                    await contender.save(key, state)
-                else:
-                    await contender.load(key)
-            except Exception:
-                errors += 1
-                continue
-            latencies.append(time.perf_counter() - started)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(tasks)))
-    elapsed = time.perf_counter() - began
-    latencies.sort()
-    return Cell(
-        contender=contender.name,
-        loop=loop_name,
-        op=op,
-        tasks=tasks,
-        size=size,
-        ops=len(latencies),
-        seconds=round(elapsed, 3),
-        ops_per_s=round(len(latencies) / elapsed, 1) if elapsed else 0.0,
-        p50_ms=round(_percentile(latencies, 0.5) * 1000, 3),
-        p99_ms=round(_percentile(latencies, 0.99) * 1000, 3),
-        errors=errors,
-    )
+        for contender in contenders:
+            for start in range(0, len(keys), 64):
+                await asyncio.gather(*(contender.save(k, state) for k in keys[start : start + 64]))
+    tallies = {contender.name: _Tally() for contender in contenders}
+    for number in range(rounds):
+        order = contenders if number % 2 == 0 else contenders[::-1]
+        for contender in order:
+            await _timed_round(
+                contender,
+                op,
+                keys,
+                tasks,
+                state,
+                seconds / rounds,
+                max_ops // rounds,
+                tallies[contender.name],
+                number,
+            )
+    cells = []
+    for contender in contenders:
+        tally = tallies[contender.name]
+        latencies = sorted(tally.latencies)
+        cells.append(
+            Cell(
+                contender=contender.name,
+                loop=loop_name,
+                op=op,
+                tasks=tasks,
+                size=size,
+                ops=len(latencies),
+                seconds=round(tally.elapsed, 3),
+                ops_per_s=round(len(latencies) / tally.elapsed, 1) if tally.elapsed else 0.0,
+                p50_ms=round(_percentile(latencies, 0.5) * 1000, 3),
+                p99_ms=round(_percentile(latencies, 0.99) * 1000, 3),
+                errors=tally.errors,
+            )
+        )
+    return cells
 
 
 # -- event-loop stalls ----------------------------------------------------------------

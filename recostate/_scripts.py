@@ -129,12 +129,15 @@ local function tags_json(tags)
   return cjson.encode(tags)
 end
 
-local function head_tags()
-  local t = redis.call('HGET', S, 'tags')
+local function tags_of(t)
   if not t then return {} end
   local ok, tags = pcall(cjson.decode, t)
   if ok and type(tags) == 'table' then return tags end
   return {}
+end
+
+local function head_tags()
+  return tags_of(redis.call('HGET', S, 'tags'))
 end
 
 -- The readable metadata of the head, from its frame header. A header that does
@@ -203,8 +206,10 @@ local done = redis.call('ZSCORE', W, wid)
 if done then
   return {'dup', tonumber(done), redis.call('HGET', S, 'created_at_ms') or ARGV[10]}
 end
-local head = head_version()
-local last = tonumber(redis.call('HGET', S, 'last') or '0')
+-- One read of the state hash for everything the write decides on.
+local cur = redis.call('HMGET', S, 'version', 'last', 'created_at_ms', 'tags')
+local head = tonumber(cur[1] or '0')
+local last = tonumber(cur[2] or '0')
 if ARGV[6] ~= '' and tonumber(ARGV[6]) ~= head then return {'conflict', head} end
 local v
 if ARGV[7] ~= '' then
@@ -213,8 +218,8 @@ if ARGV[7] ~= '' then
 else
   v = math.max(head, last) + 1
 end
-local old_tags = head_tags()
-local created = redis.call('HGET', S, 'created_at_ms')
+local old_tags = tags_of(cur[4])
+local created = cur[3]
 local fields, new_tags = head_fields(v, frame, #frame)
 
 redis.call('SET', vkey(v), frame)

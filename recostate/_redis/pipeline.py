@@ -93,12 +93,14 @@ def _buffered_reader(connection: AbstractConnection) -> Any:
     return reader if isinstance(reader, hiredis.Reader) else None
 
 
-async def _next_reply(connection: AbstractConnection, reader: Any) -> Any:
-    """Return the next reply, from the parser's buffer when it is there already."""
-    while reader is not None:
-        reply = reader.gets()
-        if reply is _INCOMPLETE:
-            break
+_SPECIAL: tuple[type, ...] = (rexc.ConnectionError, rexc.ResponseError) + (
+    (_PUSH,) if _PUSH is not None else ()
+)
+
+
+async def _next_reply(connection: AbstractConnection, reader: Any, reply: Any) -> Any:
+    """Return the next reply, given what the parser's buffer yielded (``reply``)."""
+    while reader is not None and reply is not _INCOMPLETE:
         if isinstance(reply, (rexc.ConnectionError, rexc.ResponseError)):
             raise reply
         if _PUSH is not None and isinstance(reply, _PUSH):
@@ -106,6 +108,7 @@ async def _next_reply(connection: AbstractConnection, reader: Any) -> Any:
             handler = getattr(getattr(connection, "_parser", None), "handle_push_response", None)
             if handler is not None:
                 await handler(reply)
+            reply = reader.gets()
             continue
         return reply
     return await connection.read_response()
@@ -180,7 +183,7 @@ class AutoPipeline:
         command = args[0] if isinstance(args[0], str) else args[0].decode()  # type: ignore[union-attr]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append(_Request(command.upper(), _pack(args), future))
+        self._queue.append(_Request(command, _pack(args), future))
         # A driver between batches takes the queue on its own; start another
         # only when every running driver is busy with a batch in flight.
         if self._idle == 0 and len(self._drivers) < self._lanes:
@@ -260,7 +263,10 @@ class AutoPipeline:
                 # Replies already buffered are taken straight from the parser:
                 # one socket read often brings a whole batch, and redis-py's
                 # read_response() arms a timer for each reply.
-                reply = await _next_reply(connection, reader)
+                reply = reader.gets() if reader is not None else _INCOMPLETE
+                if reply is _INCOMPLETE or isinstance(reply, _SPECIAL):
+                    # Not buffered yet, an error, or a push message: the slow path.
+                    reply = await _next_reply(connection, reader, reply)
             except rexc.ResponseError as exc:
                 # An error reply: read whole, the connection stays in step.
                 if not request.future.done():
