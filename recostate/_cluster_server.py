@@ -232,8 +232,9 @@ class EmbeddedCluster:
 
     @property
     def url(self) -> str:
-        """A ``redis://`` URL of one node (any node will do for a cluster client)."""
-        return self.url_of(self.nodes[0])
+        """A ``redis://`` URL of one running node (any node will do for a cluster client)."""
+        running = [node for node in self.nodes if node.pid is not None]
+        return self.url_of((running or self.nodes)[0])
 
     def url_of(self, node: EmbeddedRedis) -> str:
         """Return the ``redis://`` URL of ``node``."""

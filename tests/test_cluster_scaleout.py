@@ -22,6 +22,7 @@ from redis.crc import key_slot
 from recostate import RedisStatePersistence, ReplicationError, StoreUnavailableError
 from recostate._cluster_server import EmbeddedCluster, admin_command
 from recostate._keys import KeySpace
+from recostate._redis.cluster_pipeline import ClusterAutoPipeline
 
 pytestmark = pytest.mark.integration
 
@@ -297,6 +298,22 @@ async def test_wait_for_replicas_reports_a_missing_replica(
     assert (info.value.required, info.value.acknowledged, info.value.version) == (1, 0, 2)
     # The write was applied on the primary, as the error says.
     assert await store.load(state_id) == 2
+
+
+async def test_concurrent_calls_are_pipelined_per_node(
+    cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
+) -> None:
+    store = cluster_store()
+    ids = [f"p{i}" for i in range(300)]
+    await asyncio.gather(*(store.save(i, {"i": i}, tags=["p"]) for i in ids))
+    loaded = await asyncio.gather(*(store.load(i) for i in ids))
+    assert loaded == [{"i": i} for i in ids]
+    assert sorted(await store.list_states(tag="p")) == sorted(ids)
+    pipe = store._executor._autopipe
+    assert pipe is not None and isinstance(pipe[2], ClusterAutoPipeline)
+    # Requests from concurrent callers shared round trips, on every primary.
+    assert pipe[2].batches < pipe[2].requests
+    assert len(pipe[2]._pipes) == len(cluster.primaries())
 
 
 async def test_full_pool_wait_is_bounded_on_a_cluster(

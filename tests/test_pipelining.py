@@ -73,7 +73,7 @@ async def _warm(store: RedisStatePersistence) -> None:
 
 def _pipeline_of(store: RedisStatePersistence) -> AutoPipeline:
     current = store._executor._autopipe
-    assert current is not None
+    assert current is not None and isinstance(current[2], AutoPipeline)
     return current[2]
 
 
@@ -255,11 +255,14 @@ async def test_closing_the_store_fails_what_is_in_flight(server: EmbeddedRedis) 
     assert all(isinstance(result, Exception) for result in results)
 
 
-def test_cluster_clients_take_the_plain_path() -> None:
+def test_cluster_clients_get_a_pipeline_per_node() -> None:
+    from recostate._redis.cluster_pipeline import ClusterAutoPipeline
+
     cluster = RedisCluster(host="127.0.0.1", port=1)
     executor = Executor(lambda: cluster, owns_client=False, retry=RetryPolicy())
 
     async def check() -> None:
-        assert executor._pipeline(cluster) is None
+        # Batching per node on a real cluster: tests/test_cluster_scaleout.py.
+        assert isinstance(executor._pipeline(cluster), ClusterAutoPipeline)
 
     asyncio.run(check())

@@ -32,7 +32,13 @@ from typing import Any, TypeVar
 import anyio
 import redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import AskError, ClusterError, MovedError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -79,6 +85,7 @@ class ClusterGate:
         self.size = size
         self.timeout = timeout
         self._slot: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._init: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self.waiting = 0
 
     def _semaphore(self) -> asyncio.Semaphore:
@@ -87,6 +94,27 @@ class ClusterGate:
             # A store used from another event loop (the sync facade's) gets its own.
             self._slot = (loop, asyncio.Semaphore(self.size))
         return self._slot[1]
+
+    async def ready(self, client: RedisCluster) -> None:
+        """Load the client's slot map, one caller at a time, if it has to be (re)loaded.
+
+        Left to itself, a fresh (or just failed-over) RedisCluster used by many
+        tasks at once loads its map and command table from all of them
+        together, and their requests get mixed up on shared connections (the
+        server then drops them). One task loads; the others wait for it.
+        """
+        if not client._initialize:
+            return
+        loop = asyncio.get_running_loop()
+        if self._init is None or self._init[0] is not loop:
+            self._init = (loop, asyncio.Lock())
+        async with self._init[1]:
+            if client._initialize:
+                try:
+                    await client.initialize()
+                except RedisClusterException as exc:
+                    # "Redis Cluster cannot be connected": every node is down.
+                    raise RedisConnectionError(str(exc)) from exc
 
     @property
     def in_flight(self) -> int:

@@ -29,6 +29,7 @@ from recostate._redis.cluster import (
     scan_primaries,
 )
 from recostate._redis.cluster import run_and_wait as cluster_run_and_wait
+from recostate._redis.cluster_pipeline import ClusterAutoPipeline
 from recostate._redis.connection import DEFAULT_OPTIONS, AnyRedis, pool_figures
 from recostate._redis.errors import is_retryable, translate
 from recostate._redis.pipeline import AutoPipeline
@@ -93,7 +94,9 @@ class Executor:
         self._owns_client = owns_client
         self._retry = retry
         self._closed = False
-        self._autopipe: tuple[asyncio.AbstractEventLoop, Any, AutoPipeline] | None = None
+        self._autopipe: (
+            tuple[asyncio.AbstractEventLoop, Any, AutoPipeline | ClusterAutoPipeline] | None
+        ) = None
 
     @property
     def closed(self) -> bool:
@@ -125,6 +128,7 @@ class Executor:
                 if self._gate is not None:
                     async with self._gate.turn():
                         try:
+                            await self._gate.ready(client)  # type: ignore[arg-type]
                             return await operation(client)
                         except AttributeError as exc:
                             if not closed_under_call(exc):
@@ -224,16 +228,18 @@ class Executor:
 
     # -- automatic pipelining (recostate._redis.pipeline) ------------------------------
 
-    def _pipeline(self, client: Any) -> AutoPipeline | None:
+    def _pipeline(self, client: Any) -> AutoPipeline | ClusterAutoPipeline | None:
         """Return the pipeline of ``client`` on the running loop; ``None`` where it does not apply."""
-        if isinstance(client, RedisCluster) or getattr(client, "single_connection_client", True):
+        cluster = isinstance(client, RedisCluster)
+        if not cluster and getattr(client, "single_connection_client", True):
             return None
         loop = asyncio.get_running_loop()
         current = self._autopipe
         if current is None or current[0] is not loop or current[1] is not client:
             # A store used from a new event loop (or with a new client) gets a
             # new pipeline: the old one's drivers belonged to the old loop.
-            current = (loop, client, AutoPipeline(client))
+            pipe = ClusterAutoPipeline(client) if cluster else AutoPipeline(client)
+            current = (loop, client, pipe)
             self._autopipe = current
         return current[2]
 
