@@ -1,14 +1,17 @@
-"""What a Redis Cluster needs beyond one server: bounded pool waits, SCAN on every primary.
+"""What a Redis Cluster needs beyond one server, on top of redis-py's ``RedisCluster``.
 
 redis-py's :class:`~redis.asyncio.cluster.RedisCluster` follows MOVED and ASK
 redirections and waits out TRYAGAIN by itself, and after a connection error or
 CLUSTERDOWN it reloads the slot map on the next call, which the executor's
-retries give it. Two things it does not do are done here:
+retries give it. What it does not do is done here:
 
 * It has no blocking pool: a node whose ``max_connections`` are all busy
   fails the call at once. :class:`ClusterGate` lets at most
   ``max_connections`` calls be in flight per store, so no node is ever asked
   for more, and makes the others wait, up to the pool timeout.
+* A fresh or failed-over client used by many tasks at once loads its map from
+  all of them together; :meth:`ClusterGate.ready` lets one task load it while
+  the others wait.
 * When it reloads its slot map after CLUSTERDOWN (or after many MOVED
   replies), it closes every connection, including those other calls are
   using at that moment; those calls then fail with an ``AttributeError`` from
@@ -19,6 +22,10 @@ retries give it. Two things it does not do are done here:
   serves slots, then compares the slot map with the one it started from: when
   slots moved (a failover, a reshard) during the scan, it scans again, so a
   state that moved from an unscanned node to a scanned one is still found.
+* ``WAIT`` counts the writes of its own connection: :func:`run_and_wait`
+  sends a script and its ``WAIT`` in one batch to the slot's primary.
+* Reads of many keys in other slots go in one pipeline, one round trip per
+  node (:func:`pipeline_on_node`).
 """
 
 from __future__ import annotations
