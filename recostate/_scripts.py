@@ -124,6 +124,14 @@ local function header_of(key)
   return redis.call('GETRANGE', key, 0, 9 + string.byte(p, 6) + H)
 end
 
+-- On a cluster (TBASE is ''), a version the index lists whose key is absent is
+-- a state caught halfway through a slot migration (its keys moved in several
+-- MIGRATE calls): TRYAGAIN makes the client come back once the slot has moved,
+-- rather than report the version missing.
+local function migrating()
+  return redis.error_reply('TRYAGAIN the state is being moved to another node')
+end
+
 local function tags_json(tags)
   if type(tags) ~= 'table' or #tags == 0 then return '[]' end
   return cjson.encode(tags)
@@ -249,7 +257,10 @@ local head = head_version()
 if head == 0 then return false end
 local v = ARGV[5] == '' and head or tonumber(ARGV[5])
 local frame = redis.call('GET', vkey(v))
-if not frame then return false end
+if not frame then
+  if TBASE == '' and redis.call('ZSCORE', I, v) then return migrating() end
+  return false
+end
 return {v, redis.call('HGET', S, 'created_at_ms'), frame}
 """,
 )
@@ -265,7 +276,10 @@ local v = ARGV[5] == '' and head or tonumber(ARGV[5])
 local key = vkey(v)
 local size = redis.call('STRLEN', key)
 -- An empty value is a damaged version, not a missing one: the reader reports it.
-if size == 0 and redis.call('EXISTS', key) == 0 then return false end
+if size == 0 and redis.call('EXISTS', key) == 0 then
+  if TBASE == '' and redis.call('ZSCORE', I, v) then return migrating() end
+  return false
+end
 return {v, redis.call('HGET', S, 'created_at_ms'), header_of(key), size}
 """,
 )

@@ -218,6 +218,48 @@ async def test_resharding_under_writes_loses_nothing(
     await _check_acked(store, acked)
 
 
+async def test_a_state_split_by_a_migration_is_never_reported_missing(
+    cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
+) -> None:
+    # redis-cli --cluster reshard moves a slot's keys a few at a time, so a
+    # state's hash and index can reach the new node before its version keys.
+    store = cluster_store()
+    source, target = cluster.primaries()[:2]
+    keys = KeySpace(store.config.key_prefix)
+    state_id = next(
+        i for i in (f"m{n}" for n in range(500)) if _owner(cluster, _slot(keys, i)) == source.port
+    )
+    for n in range(3):
+        await store.save(state_id, {"n": n})
+    state = keys.state(state_id)
+    slot = _slot(keys, state_id)
+    admin_command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+    admin_command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+    moved_first = [state.state, state.index, state.writes]
+    admin_command(
+        source.port, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *moved_first
+    )
+
+    async def finish_migration() -> None:
+        await asyncio.sleep(0.2)
+        rest = admin_command(source.port, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+        admin_command(source.port, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *rest)
+        for node in cluster.primaries():
+            admin_command(node.port, "CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+
+    finishing = asyncio.create_task(finish_migration())
+    try:
+        loaded: object = await store.load(state_id)
+    except StoreUnavailableError as exc:  # allowed: the slot took too long to move
+        loaded = exc
+    await finishing
+    # Never "not found" for a state that exists: the state, or a retryable error.
+    assert loaded == {"n": 2} or isinstance(loaded, StoreUnavailableError)
+    assert await store.load(state_id) == {"n": 2}
+    assert await store.get_metadata(state_id, 1) is not None
+    await anyio.to_thread.run_sync(cluster.move_slots, [slot], target, source)
+
+
 async def test_listing_and_tags_cover_every_primary_and_stay_exact(
     cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
 ) -> None:
