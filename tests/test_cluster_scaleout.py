@@ -260,6 +260,44 @@ async def test_a_state_split_by_a_migration_is_never_reported_missing(
     await anyio.to_thread.run_sync(cluster.move_slots, [slot], target, source)
 
 
+async def test_listing_finds_a_state_that_moves_while_the_scan_runs(
+    cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
+) -> None:
+    store = cluster_store()
+    keys = KeySpace(store.config.key_prefix)
+    # Primaries are scanned in order of their "host:port" names.
+    by_name = sorted(cluster.primaries(), key=lambda n: f"127.0.0.1:{n.port}")
+    target, source = by_name[0], by_name[-1]
+    ids = [f"s{i}" for i in range(90)]
+    for state_id in ids:
+        await store.save(state_id, state_id)
+    owner = {i: _owner(cluster, _slot(keys, i)) for i in ids}
+    mover = next(i for i in ids if owner[i] == source.port)
+    slot = _slot(keys, mover)
+    admin_command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
+    admin_command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
+    found: list[str] = []
+    moved = False
+    try:
+        async for state_id in store.iter_states():
+            found.append(state_id)
+            if not moved and owner[state_id] != target.port:
+                # The target has been scanned, the source not yet: the state
+                # moves behind the scan's back.
+                assert owner[state_id] != source.port and mover not in found
+                moved = True
+                moving = admin_command(source.port, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+                admin_command(
+                    source.port, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *moving
+                )
+        assert moved
+        assert sorted(found) == sorted(ids)
+    finally:
+        for node in cluster.primaries():
+            admin_command(node.port, "CLUSTER", "SETSLOT", slot, "NODE", target.node_id)
+        await anyio.to_thread.run_sync(cluster.move_slots, [slot], target, source)
+
+
 async def test_listing_and_tags_cover_every_primary_and_stay_exact(
     cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
 ) -> None:

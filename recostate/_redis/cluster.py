@@ -20,7 +20,8 @@ retries give it. What it does not do is done here:
   ``StoreUnavailableError``).
 * ``SCAN`` is per node. :func:`scan_primaries` scans every primary that
   serves slots, then compares the slot map with the one it started from: when
-  slots moved (a failover, a reshard) during the scan, it scans again, so a
+  slots moved (a failover, a reshard) during the scan, it scans again; when a
+  migration is still under way, it scans the nodes receiving slots again. A
   state that moved from an unscanned node to a scanned one is still found.
 * ``WAIT`` counts the writes of its own connection: :func:`run_and_wait`
   sends a script and its ``WAIT`` in one batch to the slot's primary.
@@ -205,6 +206,42 @@ async def _primary(client: RedisCluster, name: str) -> Any:
     return node
 
 
+async def _import_targets(client: RedisCluster) -> list[str]:
+    """Return the names of the primaries that slots are being migrated to right now."""
+    targets: set[str] = set()
+    for node in client.get_primaries():
+        view = await client.execute_command("CLUSTER NODES", target_nodes=node)
+        by_id = {info["node_id"]: address for address, info in view.items()}
+        for info in view.values():
+            if "myself" not in info["flags"]:
+                continue
+            for migration in info["migrations"]:
+                if migration["state"] == "migrating" and migration["node_id"] in by_id:
+                    targets.add(by_id[migration["node_id"]])
+    return sorted(targets)
+
+
+async def _scan_nodes(
+    call: Call[Any], names: list[str], match: bytes, count: int, type_: str | None
+) -> AsyncIterator[bytes]:
+    for name in names:
+        cursor = 0
+        while True:
+
+            async def page(client: Any, name: str = name, cursor: int = cursor) -> Any:
+                node = await _primary(client, name)
+                return await client.scan(
+                    cursor, match=match, count=count, _type=type_, target_nodes=node
+                )
+
+            cursors, keys = await call(page, "SCAN")
+            for key in keys:
+                yield key
+            cursor = int(next(iter(cursors.values()))) if cursors else 0
+            if cursor == 0:
+                break
+
+
 async def scan_primaries(
     call: Call[Any], match: bytes, *, count: int, type_: str | None
 ) -> AsyncIterator[bytes]:
@@ -212,34 +249,28 @@ async def scan_primaries(
 
     Each page goes through ``call`` (the executor's retrying round trip). The
     scan is repeated, up to ``SCAN_ROUNDS`` times, while the slot map changes
-    under it.
+    under it. A key moves from a slot's old node to its new one, never back,
+    and ``MIGRATE`` puts it on the new node before it leaves the old, so a key
+    that moved while the scan ran is on a node that receives a slot: when a
+    migration is still under way at the end, those nodes are scanned again.
     """
     for round_ in range(1, SCAN_ROUNDS + 1):
         before = await call(_read_slot_map, "CLUSTER SLOTS")
         try:
-            for name in sorted({owner for _, _, owner in before}):
-                cursor = 0
-                while True:
-
-                    async def page(client: Any, name: str = name, cursor: int = cursor) -> Any:
-                        node = await _primary(client, name)
-                        return await client.scan(
-                            cursor, match=match, count=count, _type=type_, target_nodes=node
-                        )
-
-                    cursors, keys = await call(page, "SCAN")
-                    for key in keys:
-                        yield key
-                    cursor = int(next(iter(cursors.values()))) if cursors else 0
-                    if cursor == 0:
-                        break
+            names = sorted({owner for _, _, owner in before})
+            async for key in _scan_nodes(call, names, match, count, type_):
+                yield key
+            if await call(_read_slot_map, "CLUSTER SLOTS") != before:
+                continue
+            importing = await call(_import_targets, "CLUSTER NODES")
+            async for key in _scan_nodes(call, importing, match, count, type_):
+                yield key
         except StoreUnavailableError:
             # A primary went away mid-scan (a failover): start over on the new map.
             if round_ == SCAN_ROUNDS:
                 raise
             continue
-        if await call(_read_slot_map, "CLUSTER SLOTS") == before:
-            return
+        return
 
 
 def _refresh_after(exc: BaseException, client: RedisCluster) -> None:
