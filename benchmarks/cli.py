@@ -318,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(chart_note)
     results["notes"] = notes
     report.write_json(results, args.out / f"{stem}.json")
+    (args.out / f"{stem}.md").write_text(report.markdown(results))
     print(report.table(results))
     print(f"\nwrote {args.out / (stem + '.json')}" + ("" if chart_note else f" and {stem}.png"))
     print(f"took {results['elapsed_s']} s")

@@ -70,13 +70,17 @@ class HandWritten:
     Per save: msgspec, LZ4 and CRC-32 inline, then one MULTI/EXEC pipeline
     (SET payload EX, HSET metadata, EXPIRE, ZADD version index, EXPIRE). Per
     load: HMGET of the metadata, then GET of the payload, checksum verified.
+    Version numbers come from a counter in the process (no round trip).
     """
 
     name = "redis-py by hand"
     versioned = True
 
     def __init__(self, url: str, prefix: str) -> None:
-        self.client = aioredis.Redis.from_url(url)
+        # The same pool bounds as recostate's defaults: 50 connections, callers
+        # wait for one. (redis-py's default pool raises past 100 connections.)
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=50, timeout=10)
+        self.client = aioredis.Redis.from_pool(pool)
         self.prefix = prefix
         self.encoder = msgspec.msgpack.Encoder()
         self.decoder = msgspec.msgpack.Decoder()

@@ -112,6 +112,8 @@ def table(results: dict[str, Any]) -> str:
                 parts.append(f"{cell['note'][:26]:>26}")
             else:
                 text = f"{cell['ops_per_s']:>8.0f} ({cell['p50_ms']:.2f}/{cell['p99_ms']:.2f})"
+                if cell["errors"]:
+                    text += f" E{cell['errors']}"
                 parts.append(f"{text:>26}")
         lines.append(row + " | ".join(parts))
     ceiling = results.get("ceiling") or []
@@ -234,3 +236,96 @@ def write_chart(results: dict[str, Any], path: Path) -> str | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return None
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Return the figures of a run as Markdown (for docs/performance.md)."""
+    machine = results["machine"]
+    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
+    out = [
+        f"Run of {results['started_at']} ({results['mode']}, {results['elapsed_s']} s): "
+        f"{machine['summary']}; {machine['platform']}; load average at start "
+        f"{machine.get('load_average_at_start')}; OpenTelemetry spans in recostate "
+        f"{'on' if machine.get('opentelemetry_active') else 'off'}. {results['server']}. "
+        f"Packages: {packages}.",
+        "",
+        "| target | this run | wanted | |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for target in results["targets"]:
+        mark = {True: "met", False: "missed", None: "n/a"}[target["ok"]]
+        out.append(f"| {target['target']} | {target['value']} | {target['want']} | {mark} |")
+    cells = results["cells"]
+    names = list(dict.fromkeys(cell["contender"] for cell in cells))
+    out += [
+        "",
+        "Throughput in operations per second, with p50 / p99 latency in ms:",
+        "",
+        "| loop | size | op | tasks | " + " | ".join(names) + " |",
+        "| --- | --- | --- | ---: | " + " | ".join("---:" for _ in names) + " |",
+    ]
+    keys = list(dict.fromkeys((c["loop"], c["size"], c["op"], c["tasks"]) for c in cells))
+    for loop, size, op, tasks in keys:
+        row = []
+        for name in names:
+            cell = _cell(cells, contender=name, loop=loop, size=size, op=op, tasks=tasks)
+            if cell is None:
+                row.append("")
+            elif cell["note"]:
+                row.append(cell["note"].replace("skipped: ", ""))
+            else:
+                row.append(f"{cell['ops_per_s']:.0f} ({cell['p50_ms']:.2f} / {cell['p99_ms']:.1f})")
+        out.append(f"| {loop} | {human_size(size)} | {op} | {tasks} | " + " | ".join(row) + " |")
+    ceiling = [e for e in results.get("ceiling", []) if "skipped" not in e]
+    if ceiling:
+        out += ["", "Server ceiling, `redis-benchmark` with 64 clients:", ""]
+        out += ["| size | pipeline | SET/s | GET/s |", "| --- | ---: | ---: | ---: |"]
+        for entry in ceiling:
+            out.append(
+                f"| {human_size(entry['size'])} | {entry['pipeline']} | "
+                f"{entry.get('set_per_s', 0):.0f} | {entry.get('get_per_s', 0):.0f} |"
+            )
+    stall = results.get("stall")
+    if stall:
+        out += [
+            "",
+            f"Longest event-loop stall (ms, median of runs) around one "
+            f"{human_size(stall['state_bytes'])} state:",
+            "",
+            "| | save | load |",
+            "| --- | ---: | ---: |",
+            f"| codec inline (msgspec, LZ4, CRC-32) | {stall['inline_codec_save_ms']} | "
+            f"{stall['inline_codec_load_ms']} |",
+            f"| msgspec encoding alone | {stall['msgspec_encode_only_ms']} | |",
+            f"| recostate | {stall['recostate_save_ms']} | {stall['recostate_load_ms']} |",
+            f"| redis-py by hand | {stall['hand_written_save_ms']} | "
+            f"{stall['hand_written_load_ms']} |",
+        ]
+    memory = results.get("memory")
+    if memory:
+        out += [
+            "",
+            f"Bytes per stored version beyond the payload (`MEMORY USAGE`, "
+            f"{memory['states']} states x {memory['saves_per_state']} saves):",
+            "",
+            "| | all | Redis's own per-value cost | added |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        rows = [(f"recostate, {codec}", memory.get(codec)) for codec in ("lz4", "zlib", "none")]
+        rows.append(("redis-py by hand, lz4", memory.get("hand_written_lz4")))
+        for name, row in rows:
+            if row:
+                out.append(
+                    f"| {name} | {row['overhead_per_version']} | {row['redis_value_cost']} | "
+                    f"{row['added_per_version']} |"
+                )
+    soak = results.get("soak")
+    if soak:
+        out += [
+            "",
+            f"Soak: {soak['operations']} operations in {soak['seconds']:.0f} s from "
+            f"{soak['tasks']} tasks, {soak['errors']} errors; RSS (MiB) "
+            f"{soak['samples_mib']}; live objects {soak['gc_objects']}; growth "
+            f"{soak['growth_mib']} MiB.",
+        ]
+    return "\n".join(out) + "\n"

@@ -86,7 +86,10 @@ async def _timed_round(
     if seed == 0:
         # One untimed call per worker first: connections are opened and
         # scripts loaded before the clock starts; rounds measure the steady state.
-        await asyncio.gather(*(one(rnds[i], keys[i % len(keys)]) for i in range(tasks)))
+        warm = await asyncio.gather(
+            *(one(rnds[i], keys[i % len(keys)]) for i in range(tasks)), return_exceptions=True
+        )
+        tally.errors += sum(isinstance(result, Exception) for result in warm)
     budget = itertools.count()
     deadline = time.perf_counter() + seconds
 
@@ -330,7 +333,8 @@ async def stored_overhead(
     out: dict[str, Any] = {"states": states, "saves_per_state": saves_per_state}
     try:
         for compression in (CompressionType.LZ4, CompressionType.ZLIB, CompressionType.NONE):
-            prefix = f"bench-{run_id}-mem-{compression.value}"
+            # As long as the default key_prefix ("recostate"): key names count.
+            prefix = f"bm{run_id[:6]}{compression.value[0]}"
             store = RedisStatePersistence(url, key_prefix=prefix, compression_type=compression)
             payload = 0
             versions = 0
@@ -352,7 +356,7 @@ async def stored_overhead(
                 await store.aclose()
                 await _delete_prefix(client, prefix)
             gross = (total - payload) / versions
-            bare = await _bare_value_cost(client, f"bench-{run_id}-bare", stored_payloads)
+            bare = await _bare_value_cost(client, f"bb{run_id[:6]}", stored_payloads)
             out[compression.value] = {
                 "versions": versions,
                 "keys": keys,
@@ -363,7 +367,7 @@ async def stored_overhead(
                 "added_per_version": round(gross - bare, 1),
             }
         # The hand-written code, versions and metadata included.
-        hand = HandWritten(url, f"bench-{run_id}-mem-hw")
+        hand = HandWritten(url, f"bh{run_id[:6]}x")
         payload = 0
         versions = 0
         packed_all: list[bytes] = []
@@ -378,7 +382,7 @@ async def stored_overhead(
         await _delete_prefix(client, hand.prefix)
         await hand.close()
         gross = (total - payload) / versions
-        bare = await _bare_value_cost(client, f"bench-{run_id}-bare", packed_all)
+        bare = await _bare_value_cost(client, f"bb{run_id[:6]}", packed_all)
         out["hand_written_lz4"] = {
             "versions": versions,
             "overhead_per_version": round(gross, 1),

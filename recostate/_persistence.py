@@ -367,6 +367,15 @@ class RedisStatePersistence:
             "" if ttl is None else ttl * 1000,
             frame.info.header.updated_at_ms,
             frame.data,
+            *scripts.save_fields(
+                updated_at_ms=frame.info.header.updated_at_ms,
+                size_bytes=frame.info.header.size_bytes,
+                codec=frame.info.compression.value,
+                checksum=frame.info.checksum,
+                ttl=frame.info.header.ttl,
+                rolled_back_from=frame.info.header.rolled_back_from,
+                tags=frame.info.header.tags,
+            ),
         )
         status = reply[0]
         if status == b"conflict":

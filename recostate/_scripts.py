@@ -23,6 +23,7 @@ NOSCRIPT (after a restart or a failover), by the executor.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Final
 
 __all__ = [
@@ -37,10 +38,49 @@ __all__ = [
     "TOUCH",
     "WRITE_ID_MEMORY",
     "Script",
+    "iso_utc",
+    "save_fields",
 ]
 
 #: How many recent write ids a state remembers, to recognise a retried save.
 WRITE_ID_MEMORY: Final = 32
+
+
+def iso_utc(ms: int) -> str:
+    """Return milliseconds since the epoch as the scripts' ``iso()`` spells them."""
+    secs, milli = divmod(ms, 1000)
+    t = time.gmtime(secs)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{milli:03d}Z"
+    )
+
+
+def save_fields(
+    *,
+    updated_at_ms: int,
+    size_bytes: int,
+    codec: str,
+    checksum: str,
+    ttl: int,
+    rolled_back_from: int,
+    tags: tuple[str, ...],
+) -> list[str]:
+    """Return the optional trailing arguments of :data:`SAVE`: the new head's readable fields.
+
+    The same values the script would read from the frame header (``parse``
+    and ``iso``), computed where they are known already; parsing them in Lua
+    was a large share of a save's time in the server.
+    """
+    return [
+        iso_utc(updated_at_ms),
+        str(size_bytes),
+        codec,
+        checksum,
+        str(ttl) if ttl else "",
+        str(rolled_back_from) if rolled_back_from else "",
+        *tags,
+    ]
 
 
 class Script:
@@ -203,7 +243,10 @@ end
 """
 
 #: ARGV[5] write id, [6] expected head ('' = none), [7] explicit version ('' = next),
-#: [8] versions to keep, [9] ttl in ms ('' = none), [10] now in ms, [11] frame.
+#: [8] versions to keep, [9] ttl in ms ('' = none), [10] now in ms, [11] frame,
+#: then optionally the frame's readable fields as :func:`save_fields` gives them
+#: ([12] updated_at, [13] size_bytes, [14] codec, [15] checksum, [16] ttl,
+#: [17] rolled_back_from, [18...] tags), which spares the script parsing the header.
 #: Returns {'ok', version, created_at_ms} | {'dup', version, created_at_ms} | {'conflict', head}.
 SAVE: Final = Script(
     "save",
@@ -228,7 +271,16 @@ else
 end
 local old_tags = tags_of(cur[4])
 local created = cur[3]
-local fields, new_tags = head_fields(v, frame, #frame)
+local fields, new_tags
+if ARGV[12] then
+  new_tags = {}
+  for i = 18, #ARGV do new_tags[#new_tags + 1] = ARGV[i] end
+  fields = {'version', v, 'updated_at', ARGV[12], 'size_bytes', ARGV[13], 'stored_bytes', #frame,
+    'compression_type', ARGV[14], 'checksum', ARGV[15], 'tags', tags_json(new_tags),
+    'ttl', ARGV[16], 'rolled_back_from', ARGV[17]}
+else
+  fields, new_tags = head_fields(v, frame, #frame)
+end
 
 redis.call('SET', vkey(v), frame)
 redis.call('ZADD', I, v, v)

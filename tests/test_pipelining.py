@@ -266,3 +266,41 @@ def test_cluster_clients_get_a_pipeline_per_node() -> None:
         assert isinstance(executor._pipeline(cluster), ClusterAutoPipeline)
 
     asyncio.run(check())
+
+
+async def test_readable_fields_passed_with_a_save_equal_the_scripts_own(
+    server: EmbeddedRedis, client: aioredis.Redis
+) -> None:
+    from recostate import _scripts
+
+    store = RedisStatePersistence(server.url, key_prefix="fields", default_ttl=600)
+    signed = RedisStatePersistence(
+        server.url, key_prefix="fields-signed", signing_key={"k1": b"0" * 32}
+    )
+    async with store, signed:
+        cases = [
+            (store, "plain", {"x": 1}, ["a/b", "café", "€", 'q"uote']),
+            (store, "big", {"pad": "p" * 5000}, []),
+            (signed, "signed", [1, 2, 3], ["t"]),
+        ]
+        for persistence, state_id, state, tags in cases:
+            await persistence.save(state_id, state, tags=tags)
+            await persistence.save(state_id, state, tags=tags, ttl=None)
+            await persistence.rollback(state_id, 1)
+            keys = persistence._state(state_id)
+            stored = await client.hgetall(keys.state)
+            frame = await client.get(keys.version(3))
+            assert isinstance(frame, bytes)
+            # What the script writes when it parses the frame header itself.
+            script = _scripts.SAVE.source.split("local wid")[0] + (
+                "local f = head_fields(3, ARGV[5], #ARGV[5]) return f"
+            )
+            args = persistence._args(keys, frame)
+            parsed = await client.eval(script, 3, *keys.fixed, *args)
+            expected = {
+                bytes(k) if isinstance(k, bytes) else str(k).encode(): (
+                    v if isinstance(v, bytes) else str(v).encode()
+                )
+                for k, v in zip(parsed[::2], parsed[1::2], strict=True)
+            }
+            assert {k: stored[k] for k in expected} == expected
