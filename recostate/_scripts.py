@@ -46,14 +46,25 @@ __all__ = [
 WRITE_ID_MEMORY: Final = 32
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def iso_utc(ms: int) -> str:
     """Return milliseconds since the epoch as the scripts' ``iso()`` spells them."""
+    global _last_second
     secs, milli = divmod(ms, 1000)
-    t = time.gmtime(secs)
-    return (
-        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{milli:03d}Z"
-    )
+    # Saves come many to a second: format the second once. One tuple, read and
+    # replaced whole, so threads never pair a second with another's text.
+    cached = _last_second
+    if cached[0] != secs:
+        t = time.gmtime(secs)
+        cached = (
+            secs,
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}",
+        )
+        _last_second = cached
+    return f"{cached[1]}.{milli:03d}Z"
 
 
 def save_fields(
