@@ -730,9 +730,20 @@ def _summarise_info(info: dict[str, Any], *, cluster: bool) -> dict[str, Any]:
     # RedisCluster.info() answers {node name: INFO of that node}.
     nodes = {str(name): _pick(node) for name, node in info.items() if isinstance(node, dict)}
     first = next(iter(nodes.values()), {})
+
+    def total(name: str) -> int:
+        return sum(int(node.get(name, 0)) for node in nodes.values())
+
     return {
         "redis_version": first.get("redis_version"),
-        "used_memory": sum(int(node.get("used_memory", 0)) for node in nodes.values()),
-        "connected_clients": sum(int(node.get("connected_clients", 0)) for node in nodes.values()),
+        "redis_mode": first.get("redis_mode", "cluster"),
+        "primaries": len(nodes),
+        "used_memory": total("used_memory"),
+        "connected_clients": total("connected_clients"),
+        "total_commands_processed": total("total_commands_processed"),
+        "keyspace_hits": total("keyspace_hits"),
+        "keyspace_misses": total("keyspace_misses"),
+        "evicted_keys": total("evicted_keys"),
+        "expired_keys": total("expired_keys"),
         "nodes": nodes,
     }

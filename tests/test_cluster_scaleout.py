@@ -423,6 +423,8 @@ async def test_stats_report_every_primary(
     assert {int(name.rsplit(":", 1)[1]) for name in nodes} == {n.port for n in cluster.primaries()}
     assert all(node["role"] == "master" and node["used_memory"] > 0 for node in nodes.values())
     assert stats["redis_info"]["used_memory"] == sum(n["used_memory"] for n in nodes.values())
+    assert stats["redis_info"]["redis_mode"] == "cluster"
+    assert stats["redis_info"]["primaries"] == 3
     assert len(stats["pool"]["nodes"]) >= 3
 
 
