@@ -84,17 +84,28 @@ class StateKeys:
 class KeySpace:
     """The key names under one ``key_prefix``."""
 
-    __slots__ = ("_state_marker", "prefix", "tag_base")
+    __slots__ = ("_recent", "_state_marker", "prefix", "tag_base")
+
+    #: How many ids' keys are kept at hand (a digest and six names each).
+    RECENT_IDS = 1024
 
     def __init__(self, key_prefix: str) -> None:
         self.prefix = key_prefix.encode("utf-8")
         self.tag_base = self.prefix + b":t:"
         # Length of "P:{H}:s:" in a state hash key: the id follows it.
         self._state_marker = len(self.prefix) + 2 + HASH_TAG_LENGTH + 4
+        self._recent: dict[str, StateKeys] = {}
 
     def state(self, state_id: str) -> StateKeys:
         """Return the keys of ``state_id``."""
-        return StateKeys(self.prefix, state_id)
+        # Services and agent loops touch the same ids again and again; the
+        # SHA-1 and the key names are built once while an id is recent.
+        keys = self._recent.get(state_id)
+        if keys is None:
+            if len(self._recent) >= self.RECENT_IDS:
+                self._recent.clear()
+            keys = self._recent[state_id] = StateKeys(self.prefix, state_id)
+        return keys
 
     def tag(self, tag: str) -> bytes:
         """Return the key of the set of states carrying ``tag``."""

@@ -358,9 +358,10 @@ class RedisStatePersistence:
         reply = await self._run_write(
             scripts.SAVE,
             keys,
-            # 96 random bits: unique among the ids a state remembers, and a
-            # third of the bytes a hex UUID would cost in every state's memory.
-            os.urandom(12),
+            # 64 random bits: unique among the 32 ids a state remembers (a clash
+            # has odds of 2**-59 per save), and a quarter of a hex UUID's bytes
+            # in every state's memory.
+            os.urandom(8),
             "" if expected is None else expected,
             "" if version is None else version,
             self._config.versions_kept,
