@@ -57,6 +57,13 @@ class TestOptions:
 '''
 
 
+def run_user_suite(pytester: pytest.Pytester) -> pytest.RunResult:
+    # A user project states its loop scope; newer pytest-asyncio warns otherwise,
+    # and the suite runs with warnings as errors.
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+
+
 @pytest.fixture(scope="module")
 def user_server() -> Iterator[EmbeddedRedis]:
     with EmbeddedRedis() as server:
@@ -68,7 +75,7 @@ def test_fixtures_work_in_a_user_suite_with_a_server_of_their_own(
 ) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     monkeypatch.delenv("REDIS_URL", raising=False)  # the plugin starts a throwaway server
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result = run_user_suite(pytester)
     result.assert_outcomes(passed=5)
 
 
@@ -79,7 +86,7 @@ def test_fixtures_use_redis_url_and_leave_no_state_behind(
         test_user=USER_TESTS.replace('"redis://127.0.0.1:"', f'"{user_server.url}"')
     )
     monkeypatch.setenv("REDIS_URL", user_server.url)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result = run_user_suite(pytester)
     result.assert_outcomes(passed=5)
 
     async def leftover_keys() -> int:
@@ -87,7 +94,6 @@ def test_fixtures_use_redis_url_and_leave_no_state_behind(
             return len([key async for key in store._executor.scan(b"recostate-test-*")])
 
     assert asyncio.run(leftover_keys()) == 0
-
 
 
 def test_the_testing_guide_examples_pass_as_user_tests(
@@ -99,5 +105,5 @@ def test_the_testing_guide_examples_pass_as_user_tests(
     assert len(blocks) >= 3
     pytester.makepyfile(**{f"test_guide_{n}": block.source for n, block in enumerate(blocks)})
     monkeypatch.delenv("REDIS_URL", raising=False)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result = run_user_suite(pytester)
     result.assert_outcomes(passed=3)
