@@ -42,17 +42,19 @@ def _kind(value: object) -> str:
     return type(value).__name__
 
 
+def _text(value: object, name: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a str, not {_kind(value)}")
+    if not value:
+        raise InvalidInputError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise InvalidInputError(f"{name} is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
 def check_state_id(state_id: object) -> str:
     """Return ``state_id`` if it is a non-empty ``str`` of at most 1024 characters."""
-    if not isinstance(state_id, str):
-        raise InvalidInputError(f"state_id must be a str, not {_kind(state_id)}")
-    if not state_id:
-        raise InvalidInputError("state_id must not be empty")
-    if len(state_id) > MAX_STATE_ID_LENGTH:
-        raise InvalidInputError(
-            f"state_id is {len(state_id)} characters long; the limit is {MAX_STATE_ID_LENGTH}"
-        )
-    return state_id
+    return _text(state_id, "state_id", MAX_STATE_ID_LENGTH)
 
 
 def _non_negative_int(value: object, name: str) -> int:
@@ -82,16 +84,17 @@ def check_keep_last(value: object) -> int:
 
 
 def check_tag(tag: object) -> str:
-    """Return ``tag`` if it is a non-empty ``str`` of at most 1024 characters."""
-    if not isinstance(tag, str):
-        raise InvalidInputError(f"a tag must be a str, not {_kind(tag)}")
-    if not tag:
-        raise InvalidInputError("a tag must not be empty")
-    if len(tag) > MAX_TAG_LENGTH:
-        raise InvalidInputError(
-            f"a tag is {len(tag)} characters long; the limit is {MAX_TAG_LENGTH}"
-        )
-    return tag
+    """Return ``tag`` if it is a non-empty ``str`` of at most 1024 characters, valid UTF-8.
+
+    Unlike state ids, tags are stored as text (in the frame header and as JSON),
+    so a lone surrogate, which UTF-8 cannot carry, is refused.
+    """
+    text = _text(tag, "a tag", MAX_TAG_LENGTH)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError("a tag must be valid Unicode text (no lone surrogates)") from exc
+    return text
 
 
 def check_tags(tags: object) -> tuple[str, ...]:

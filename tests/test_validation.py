@@ -333,3 +333,13 @@ def test_version_numbers_beyond_lua_precision_are_refused() -> None:
         check_version(MAX_VERSION + 1)
     with pytest.raises(InvalidInputError):
         check_version(2**60, "expected_version")
+
+
+def test_tags_with_lone_surrogates_are_refused() -> None:
+    from recostate._validation import check_tag, check_tags
+
+    with pytest.raises(InvalidInputError):
+        check_tag("a\ud800")
+    with pytest.raises(InvalidInputError):
+        check_tags(["ok", "b\udfff"])
+    assert check_tag("emoji 🧠") == "emoji 🧠"
