@@ -42,32 +42,31 @@ async def test_stats_counters_are_per_store(
         assert (await other.get_stats())["store"]["compression_ratio"] == 1.0
 
 
+def run_demo(redis_url: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    result = subprocess.run(
+        [sys.executable, "-m", "recostate", "demo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Done." in result.stdout
+    return result
+
+
 def test_demo_runs_on_the_test_server(redis_server: ServerHandle) -> None:
     if redis_server.cluster is not None:
         pytest.skip("the demo reads a one-server REDIS_URL")
-    env = {**os.environ, "REDIS_URL": redis_server.url}
-    result = subprocess.run(
-        [sys.executable, "-m", "recostate", "demo"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_demo(redis_server.url)
     assert "rolled back: version 4 restores version 1" in result.stdout
     assert "a moment later, exists: False" in result.stdout
-    assert "Done." in result.stdout
 
 
 def test_demo_starts_its_own_server() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "recostate", "demo"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_demo(None)
     assert "Started a throwaway redis-server" in result.stdout
-    assert "Done." in result.stdout
+    assert "rolled back: version 4 restores version 1" in result.stdout
