@@ -120,6 +120,27 @@ async def test_error_reply_belongs_to_its_own_request(client: aioredis.Redis) ->
     assert isinstance(results[3], rexc.NoScriptError)
 
 
+async def test_a_loading_reply_fails_only_its_request(client: aioredis.Redis) -> None:
+    # redis-py parses "-LOADING" into BusyLoadingError, a ConnectionError: it is
+    # still one request's whole reply, and the ones after it are still coming.
+    for i in range(20):
+        await client.set(f"k{i}", str(i).encode())
+    loading = "return redis.error_reply('LOADING Redis is loading the dataset in memory')"
+    pipeline = AutoPipeline(client, lanes=1)
+    try:
+        for _ in range(3):
+            results = await asyncio.gather(
+                *(pipeline.execute("GET", f"k{i}") for i in range(10)),
+                pipeline.execute("EVAL", loading, 0),
+                *(pipeline.execute("GET", f"k{i}") for i in range(10, 20)),
+                return_exceptions=True,
+            )
+            assert isinstance(results[10], rexc.BusyLoadingError)
+            assert results[:10] + results[11:] == [str(i).encode() for i in range(20)]
+    finally:
+        await pipeline.aclose()
+
+
 async def test_cancelled_callers_never_shift_replies(
     server: EmbeddedRedis, client: aioredis.Redis
 ) -> None:

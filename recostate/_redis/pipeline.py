@@ -99,10 +99,17 @@ _SPECIAL: tuple[type, ...] = (rexc.ConnectionError, rexc.ResponseError) + (
 
 
 async def _next_reply(connection: AbstractConnection, reader: Any, reply: Any) -> Any:
-    """Return the next reply, given what the parser's buffer yielded (``reply``)."""
+    """Return the next reply, given what the parser's buffer yielded (``reply``).
+
+    An error reply taken from the buffer is returned as the exception it
+    parses to (``LOADING`` gives a ``BusyLoadingError``, a ``ConnectionError``):
+    it was read whole, so it is that request's answer and the connection
+    stays in step. ``read_response()`` raises instead, and for the
+    ``ConnectionError`` kinds it also closes the connection.
+    """
     while reader is not None and reply is not _INCOMPLETE:
         if isinstance(reply, (rexc.ConnectionError, rexc.ResponseError)):
-            raise reply
+            return reply
         if _PUSH is not None and isinstance(reply, _PUSH):
             # Out-of-band (RESP3 push): redis-py's handler gets it, as it would.
             handler = getattr(getattr(connection, "_parser", None), "handle_push_response", None)
@@ -230,10 +237,12 @@ class AutoPipeline:
                 try:
                     await self._round_trip(connection, batch)
                 except Exception as exc:
-                    # redis-py has closed the connection; the pool reconnects
-                    # it when it is lent again.
                     logger.debug("pipelined batch of %d failed: %r", len(batch), exc)
                     self._fail(batch, exc)
+                    # Replies to the rest of the batch may still be on their
+                    # way: the connection is closed before the pool lends it
+                    # again (it reconnects then), so they can reach no one.
+                    await connection.disconnect(nowait=True)
                     await self._pool.release(connection)
                     connection = None
                 except BaseException:
@@ -278,6 +287,9 @@ class AutoPipeline:
                 raise
             future = request.future
             if future.done():  # cancelled caller: its reply is dropped here
+                continue
+            if isinstance(reply, Exception):  # an error reply from the buffer
+                future.set_exception(reply)
                 continue
             callback = callbacks.get(request.command)
             if callback is not None:
