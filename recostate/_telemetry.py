@@ -24,8 +24,10 @@ Metrics, from the meter ``recostate``:
 
 The global tracer and meter providers are used, so configuring the
 OpenTelemetry SDK (or an auto-instrumentation agent) is all it takes. With
-only the API installed and no SDK, the calls are the API's no-ops. Set
-``RECOSTATE_TELEMETRY=off`` to skip even those.
+only the API installed and no provider set, each call checks that once and
+goes straight through, without spans or metrics: the API's no-op objects cost
+tens of microseconds per call, a third of a small save. Set
+``RECOSTATE_TELEMETRY=off`` to skip even the check.
 """
 
 from __future__ import annotations
@@ -97,6 +99,26 @@ class _Instruments:
 
 
 _instruments: _Instruments | None = None
+_configured = False
+
+# The API's stand-ins while no SDK is installed: a provider of one of these
+# types records nothing, so recostate skips the work of feeding it.
+_UNSET_PROVIDERS = {
+    "ProxyTracerProvider",
+    "_ProxyMeterProvider",
+    "NoOpTracerProvider",
+    "NoOpMeterProvider",
+}
+
+
+def _active() -> bool:
+    """Tell whether a real tracer or meter provider is there to receive anything."""
+    if _configured:
+        return True
+    return (
+        type(_trace.get_tracer_provider()).__name__ not in _UNSET_PROVIDERS
+        or type(_metrics.get_meter_provider()).__name__ not in _UNSET_PROVIDERS
+    )
 
 
 def _get() -> _Instruments:
@@ -111,10 +133,11 @@ def configure(tracer_provider: Any = None, meter_provider: Any = None) -> None:
 
     For tests and for applications that keep their providers out of the globals.
     """
-    global _instruments
+    global _instruments, _configured
     if _trace is None:
         return
     _instruments = _Instruments(tracer_provider, meter_provider)
+    _configured = tracer_provider is not None or meter_provider is not None
 
 
 def traced(operation: str, *, id_position: int = 0) -> Callable[[F], F]:
@@ -131,8 +154,12 @@ def traced(operation: str, *, id_position: int = 0) -> Callable[[F], F]:
 
         @functools.wraps(func)
         async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not _active():
+                return await func(self, *args, **kwargs)
             instruments = _get()
-            state_id = kwargs.get("state_id", args[id_position] if len(args) > id_position else None)
+            state_id = kwargs.get(
+                "state_id", args[id_position] if len(args) > id_position else None
+            )
             attributes: dict[str, Any] = {"db.system": "redis", "recostate.operation": operation}
             if isinstance(state_id, str):
                 attributes["recostate.state_id"] = state_id
@@ -156,7 +183,7 @@ def traced(operation: str, *, id_position: int = 0) -> Callable[[F], F]:
 
 def record_write(meta: StateMetadata) -> None:
     """Record the sizes and compression of a version just written."""
-    if not ENABLED:
+    if not ENABLED or not _active():
         return
     instruments = _get()
     codec = meta.compression_type.value
@@ -175,7 +202,7 @@ def record_write(meta: StateMetadata) -> None:
 
 def record_read(version: int, stored_bytes: int) -> None:
     """Record a version just read."""
-    if not ENABLED:
+    if not ENABLED or not _active():
         return
     span = _trace.get_current_span()
     span.set_attribute("recostate.version", version)
@@ -185,11 +212,11 @@ def record_read(version: int, stored_bytes: int) -> None:
 
 def record_conflict() -> None:
     """Count a lost compare-and-set or a refused explicit version."""
-    if ENABLED:
+    if ENABLED and _active():
         _get().conflicts.add(1)
 
 
 def record_integrity_failure() -> None:
     """Count a version that failed its checksum or its decoding."""
-    if ENABLED:
+    if ENABLED and _active():
         _get().integrity_failures.add(1)

@@ -187,3 +187,24 @@ def test_telemetry_can_be_switched_off_by_environment() -> None:
         env={**os.environ, "RECOSTATE_TELEMETRY": "off"},
     )
     assert result.returncode == 0, result.stderr
+
+
+async def test_without_a_provider_calls_skip_telemetry_entirely(
+    store: RedisStatePersistence, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No SDK provider is set globally in the test process: the API's proxies
+    # would record nothing, so the store must not even build spans for them.
+    _telemetry.configure()
+    assert not _telemetry._active()
+
+    def no_instruments() -> Any:
+        raise AssertionError("telemetry was used without a provider")
+
+    monkeypatch.setattr(_telemetry, "_get", no_instruments)
+    meta = await store.save("quiet", {"a": 1})
+    assert await store.load("quiet") == {"a": 1}
+    assert meta.version == 1
+
+
+def test_a_configured_provider_turns_telemetry_on(telemetry: Telemetry) -> None:
+    assert _telemetry._active()
