@@ -137,7 +137,7 @@ def describe_machine() -> dict[str, Any]:
     return {
         "summary": f"{cores} cores, {cpu}, Python {python}",
         "load_average_at_start": load,
-        "opentelemetry_active": bool(_telemetry.ENABLED),
+        "opentelemetry_active": bool(_telemetry.ENABLED and _telemetry._active()),
         "cpu": cpu,
         "cores": cores,
         "platform": platform.platform(),
