@@ -73,7 +73,9 @@ def corrupt(url: str, prefix: str, state_id: str, version: int) -> None:
     try:
         stored = client.get(key)
         assert stored is not None
-        client.setrange(key, len(stored) - 2, b"\xff\xfe")
+        assert isinstance(stored, bytes)
+        # Flip the last two bytes: a fixed value could equal what is there.
+        client.setrange(key, len(stored) - 2, bytes(b ^ 0xFF for b in stored[-2:]))
     finally:
         client.close()
 
