@@ -51,13 +51,7 @@ from recostate._errors import IntegrityError, PayloadTooLargeError, Serializatio
 from recostate._signing import MAC_SIZE, MAX_KEY_ID_LENGTH, SigningKeys
 from recostate._types import CompressionType
 
-__all__ = [
-    "MAX_FRAME_OVERHEAD",
-    "Codec",
-    "EncodedFrame",
-    "FrameHeader",
-    "HEADER_PROBE_BYTES",
-]
+__all__ = ["Codec", "EncodedFrame", "FrameHeader"]
 
 MAGIC: Final = b"RS"
 FRAME_FORMAT: Final = 1
@@ -65,10 +59,6 @@ _PREFIX = struct.Struct(">2sBBBBI")
 PREFIX_SIZE: Final = _PREFIX.size  # 10
 CRC32_ID: Final = 1
 HMAC_SHA256_ID: Final = 2
-#: Bytes a reader fetches to be sure to hold a typical frame's header.
-HEADER_PROBE_BYTES: Final = 512
-#: An upper bound of the frame's bytes beyond its payload, tags aside.
-MAX_FRAME_OVERHEAD: Final = PREFIX_SIZE + 1 + MAX_KEY_ID_LENGTH + MAC_SIZE + 64
 
 _CODEC_IDS: Final = {CompressionType.NONE: 0, CompressionType.LZ4: 1, CompressionType.ZLIB: 2}
 _CODECS_BY_ID: Final = {value: key for key, value in _CODEC_IDS.items()}
