@@ -53,7 +53,7 @@ async def aget_version(
     client: aioredis.Redis | RedisCluster, prefix: str, state_id: str, version: int
 ) -> bytes:
     """:func:`get_version` on an asyncio client."""
-    frame: Any = await client.hget(versions_key(prefix, state_id), str(version))  # type: ignore[misc]
+    frame: Any = await client.hget(versions_key(prefix, state_id), str(version))
     assert isinstance(frame, bytes), f"version {version} of {state_id!r} is not stored"
     return frame
 
@@ -62,7 +62,7 @@ async def aset_version(
     client: aioredis.Redis | RedisCluster, prefix: str, state_id: str, version: int, frame: bytes
 ) -> None:
     """:func:`set_version` on an asyncio client."""
-    await client.hset(versions_key(prefix, state_id), str(version), frame)  # type: ignore[misc]
+    await client.hset(versions_key(prefix, state_id), str(version), frame)
 
 
 def key_ttls(url: str, prefix: str, state_id: str) -> dict[bytes, int]:

@@ -16,13 +16,13 @@ from typing import Any
 
 import anyio
 import pytest
-from recostate._storage.keys import KeySpace
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from recostate import RedisStatePersistence, ReplicationError, StoreUnavailableError
 from recostate._cluster_server import EmbeddedCluster, admin_command
 from recostate._redis.cluster_pipeline import ClusterAutoPipeline
+from recostate._storage.keys import KeySpace
 
 pytestmark = pytest.mark.integration
 

@@ -121,8 +121,8 @@ async def test_invalid_id_is_400_and_damaged_state_is_500(
     try:
         stored = await aget_version(raw, "docs-app", "a", 1)
         # Flip two checksum bytes: a fixed value could equal what is there.
-        damaged = stored[:11] + bytes(b ^ 0xFF for b in stored[11:13]) + stored[13:]
-        await aset_version(raw, "docs-app", "a", 1, damaged)
+        flipped = stored[:11] + bytes(b ^ 0xFF for b in stored[11:13]) + stored[13:]
+        await aset_version(raw, "docs-app", "a", 1, flipped)
     finally:
         await raw.aclose()
     damaged = await client.get("/docs/a")

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from recostate._storage.scripts import SAVE
 
 from recostate import (
     RedisStatePersistence,
@@ -25,6 +24,7 @@ from recostate import (
     VersionConflictError,
 )
 from recostate._server import EmbeddedRedis, find_redis_server
+from recostate._storage.scripts import SAVE
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration

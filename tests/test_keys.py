@@ -12,6 +12,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
 from recostate._storage.keys import (
     HASH_TAG_LENGTH,
     KeySpace,

@@ -14,8 +14,8 @@ from recostate import (
 )
 from recostate._codec import VersionHeader
 from recostate._storage import Saved
-from tests.layout import state_keys, versions_key
 from tests.conftest import MakeStore
+from tests.layout import state_keys, versions_key
 
 
 async def test_versions_count_up_from_one(store: RedisStatePersistence) -> None:
@@ -117,8 +117,8 @@ async def test_retention_keeps_newest_max_versions(
     assert await persistence.load("s", 4) is None
     assert await persistence.load("s", 5) == 4
     # Trimmed versions leave nothing behind: three frames, three numbers listed.
-    assert await raw_redis.hlen(versions_key(key_prefix, "s")) == 3  # type: ignore[misc]
-    assert await raw_redis.llen(state_keys(key_prefix, "s").all[1]) == 3  # type: ignore[misc]
+    assert await raw_redis.hlen(versions_key(key_prefix, "s")) == 3
+    assert await raw_redis.llen(state_keys(key_prefix, "s").all[1]) == 3
 
 
 async def test_versioning_off_keeps_only_head_but_numbers_climb(make_store: MakeStore) -> None:

@@ -139,8 +139,11 @@ class EncodedVersion(msgspec.Struct):
         info: its metadata.
         pieces: the pieces to send: ``(id, frame)``, nodes before the chunks they name.
         refs: for a chunked version, every piece it refers to and its stored size.
-        dictionary_id: the dictionary its new chunks were compressed with (``b""``: none).
-        dictionary: ``(id, frame, contents)`` when the dictionary is sent with it.
+        dictionary_id: the state's dictionary, which its new chunks were
+            compressed with (``b""``: none).
+        dictionary: that dictionary's contents.
+        dictionary_frame: the dictionary's frame, when it is sent with this
+            version (a new state's first dictionary), else ``b""``.
         sent_bytes: the bytes of frames this save sends.
     """
 
@@ -149,7 +152,8 @@ class EncodedVersion(msgspec.Struct):
     pieces: list[tuple[bytes, bytes]] = msgspec.field(default_factory=list)
     refs: dict[bytes, int] = msgspec.field(default_factory=dict)
     dictionary_id: bytes = b""
-    dictionary: tuple[bytes, bytes, bytes] | None = None
+    dictionary: bytes = b""
+    dictionary_frame: bytes = b""
     sent_bytes: int = 0
 
 
@@ -342,17 +346,16 @@ class Codec:
             if full.stored_bytes == pieces_bytes + len(version):
                 break
             full = msgspec.structs.replace(full, stored_bytes=pieces_bytes + len(version))
-        sent = len(version) + sum(len(data) for _, data in pieces)
-        if new_dictionary is not None:
-            sent += len(new_dictionary[1])
+        frame_sent = b"" if new_dictionary is None else new_dictionary[1]
         return EncodedVersion(
             version,
             info,
             pieces=pieces,
             refs=refs,
-            dictionary_id=dictionary_id if new_dictionary is None else new_dictionary[0],
-            dictionary=new_dictionary,
-            sent_bytes=sent,
+            dictionary_id=dictionary_id,
+            dictionary=dictionary,
+            dictionary_frame=frame_sent,
+            sent_bytes=len(version) + sum(len(data) for _, data in pieces) + len(frame_sent),
         )
 
     async def reframe(
@@ -395,20 +398,20 @@ class Codec:
         """
         _, info = self.decode_now(stored, state_id, version)
         pieces = list(stored.pieces.items())
-        dictionary = None
-        dictionary_id = b""
+        contents = dictionary_id = frame_sent = b""
         if info.chunked and stored.dictionary is not None:
             contents = self.dictionary_contents(stored.dictionary, state_id, version)
             dictionary_id = self.dictionary_id(contents)
-            dictionary = (dictionary_id, stored.dictionary, contents)
+            frame_sent = stored.dictionary
         return EncodedVersion(
             stored.frame,
             info,
             pieces=pieces,
             refs={ident: len(data) for ident, data in pieces},
             dictionary_id=dictionary_id,
-            dictionary=dictionary,
-            sent_bytes=len(stored.frame) + sum(len(data) for _, data in pieces),
+            dictionary=contents,
+            dictionary_frame=frame_sent,
+            sent_bytes=len(stored.frame) + sum(len(data) for _, data in pieces) + len(frame_sent),
         )
 
     # -- decoding ---------------------------------------------------------------------

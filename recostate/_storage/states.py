@@ -174,7 +174,6 @@ class StateStorage:
         pieces: list[Arg] = []
         for ident, frame in version.pieces:
             pieces += (ident, frame)
-        dictionary = version.dictionary
         reply, acked = await self._write(
             scripts.SAVE,
             keys,
@@ -187,7 +186,7 @@ class StateStorage:
             version.frame,
             *head_fields(version),
             version.dictionary_id,
-            b"" if dictionary is None else dictionary[1],
+            version.dictionary_frame,
             len(tags),
             *tags,
             *pieces,
@@ -197,11 +196,7 @@ class StateStorage:
         if version.refs:
             self.pieces.remember(
                 keys.state_id,
-                KnownPieces(
-                    dict(version.refs),
-                    version.dictionary_id,
-                    b"" if dictionary is None else dictionary[2],
-                ),
+                KnownPieces(dict(version.refs), version.dictionary_id, version.dictionary),
             )
         if not self.tags.in_scripts:
             await self.tags.adding(keys, tags)
