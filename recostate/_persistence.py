@@ -514,10 +514,19 @@ class RedisStatePersistence:
                 old, updated_at_ms=now_ms(), ttl=ttl_s or 0, rolled_back_from=source
             )
 
+        previous: bytes | None = None
         for _ in range(_SAVE_ATTEMPTS):
             found = await self._storage.frame(keys, source)
             if found is None:
                 break
+            if found.frame == previous:
+                # The same version again, and still its pieces are not there:
+                # it names pieces this state never held.
+                with self._counting_integrity(keys.state_id):
+                    raise IntegrityError(
+                        keys.state_id, source, "the version refers to pieces the state does not hold"
+                    )
+            previous = found.frame
             with self._counting_integrity(keys.state_id):
                 encoded = await self._codec.reframe(found.frame, header_of, keys.state_id, source)
 
@@ -614,7 +623,8 @@ class RedisStatePersistence:
         keys = self._keys(state_id)
         wanted = None if version is None else check_version(version)
         started = time.perf_counter()
-        loaded = await self._storage.load(keys, wanted)
+        held = self._storage.pieces.get(keys.state_id)
+        loaded = await self._storage.load(keys, wanted, held=held)
         if loaded is None:
             return None
         stored = loaded.stored

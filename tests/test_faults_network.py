@@ -194,9 +194,14 @@ async def test_cut_connections_during_a_load_loop_are_retried(server: EmbeddedRe
 
             task = asyncio.create_task(cutter())
             try:
-                for _ in range(100):
+                # Loads until the cutter has cut a few times (a load can be
+                # quicker than the first cut), bounded in time.
+                deadline = asyncio.get_running_loop().time() + 10
+                loads = 0
+                while (proxy.cuts < 3 or loads < 100) and asyncio.get_running_loop().time() < deadline:
                     state = await asyncio.wait_for(store.load("x"), HANG)
                     assert state == {"payload": "p" * 5000}
+                    loads += 1
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

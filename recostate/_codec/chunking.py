@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["CHUNK", "LITERAL", "ChunkingParams", "split"]
+__all__ = ["CHUNK", "LITERAL", "SIZE_CLASSES", "ChunkingParams", "params_for", "split"]
 
 LITERAL: Final = 0
 CHUNK: Final = 1
@@ -60,6 +60,28 @@ class ChunkingParams:
     max_chunk: int = 4096
     inline_max: int = 96
     max_depth: int = 16
+
+
+#: Chunk sizes by the size of the encoded state: ``(states from this many
+#: bytes, their chunking)``. Small chunks share the most between versions (an
+#: agent's message is about one chunk); a large state is read and written in
+#: hundreds of chunks, each costing a little on the server and in the client,
+#: so larger states get larger chunks. A state that crosses a class boundary
+#: is cut anew once, and its next save sends it whole.
+SIZE_CLASSES: Final = (
+    (0, ChunkingParams(target=1024, max_chunk=4096)),
+    (512 * 1024, ChunkingParams(target=8192, max_chunk=32768)),
+    (4 * 1024 * 1024, ChunkingParams(target=32768, max_chunk=131072)),
+)
+
+
+def params_for(size: int) -> ChunkingParams:
+    """Return the chunking of an encoded state of ``size`` bytes (see :data:`SIZE_CLASSES`)."""
+    chosen = SIZE_CLASSES[0][1]
+    for start, params in SIZE_CLASSES:
+        if size >= start:
+            chosen = params
+    return chosen
 
 
 def _container(first: int) -> tuple[str, int] | None:

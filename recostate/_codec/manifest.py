@@ -15,8 +15,10 @@ counts; everything after them is the client's.
 Why a tree: version k of a list that grew by one element a step refers to
 about k chunks, so flat manifests would cost the history k**2 references. The
 references of a large manifest are grouped into nodes at content-defined
-points (after a reference whose id falls under a bar), so an append changes
-only the last node and the top, and the other nodes are shared like chunks.
+points (after a reference whose id falls under a bar); the references after
+the last such point stay in the manifest itself. So an append changes only
+the top (and makes one new node when a group closes), an edit changes the
+node around it, and the other nodes are shared like chunks.
 
 Ids are the first 16 bytes of SHA-256 over a kind byte and the piece's
 contents: equal contents share one stored piece, and a node's id covers the
@@ -71,7 +73,7 @@ class TreeParams:
         fanout: the average number of references per node.
     """
 
-    top_max: int = 64
+    top_max: int = 16
     fanout: int = 8
 
 
@@ -169,34 +171,54 @@ def plan(raw: bytes, chunking: ChunkingParams, tree: TreeParams) -> ChunkPlan:
         else:
             entries.append(raw[start:end])
     levels: list[dict[bytes, bytes]] = []
-    # Nodes close after a reference whose id's first 4 bytes fall under the bar:
-    # a content-defined point, so an append only changes the last node.
-    bar = (1 << 32) // tree.fanout
-    most = 4 * tree.fanout
     while ref_count > tree.top_max:
         level: dict[bytes, bytes] = {}
-        grouped: list[bytes | tuple[bytes]] = []
-        current: list[bytes | tuple[bytes]] = []
-        in_current = 0
-        for entry in entries:
-            current.append(entry)
-            if isinstance(entry, tuple):
-                in_current += 1
-                if in_current >= most or int.from_bytes(entry[0][:4], "big") < bar:
-                    grouped.append(_close(current, level))
-                    current, in_current = [], 0
-        if current:
-            if in_current:
-                grouped.append(_close(current, level))
-            else:
-                grouped.extend(current)  # trailing literals stay at this level
-        entries = grouped
-        ref_count = sum(1 for entry in entries if isinstance(entry, tuple))
+        entries = _group(entries, tree, level)
         levels.append(level)
+        # Every node holds at least two references and a level closes at
+        # least one node, so each pass has fewer references than the last.
+        ref_count = sum(1 for entry in entries if isinstance(entry, tuple))
     nodes: dict[bytes, bytes] = {}
     for level in reversed(levels):
         nodes.update(level)
     return ChunkPlan(_body(entries), chunks, nodes)
+
+
+def _group(
+    entries: list[bytes | tuple[bytes]], tree: TreeParams, level: dict[bytes, bytes]
+) -> list[bytes | tuple[bytes]]:
+    """Group one level's references into nodes (stored in ``level``); return the level above.
+
+    A node closes after a reference whose id's first 4 bytes fall under a bar
+    (a content-defined point, so an append only changes what follows the last
+    one), once it holds two references at least, or when it is full.
+    """
+    bar = (1 << 32) // tree.fanout
+    most = max(2, min(4 * tree.fanout, tree.top_max))
+    grouped: list[bytes | tuple[bytes]] = []
+    current: list[bytes | tuple[bytes]] = []
+    held = 0
+    for entry in entries:
+        if not current and not isinstance(entry, tuple):
+            # A node starts at a reference: the literals before it (a
+            # container's header, whose length changes with each append)
+            # stay at this level, so they never make the first node new.
+            grouped.append(entry)
+            continue
+        current.append(entry)
+        if isinstance(entry, tuple):
+            held += 1
+            if held >= most or (held >= 2 and int.from_bytes(entry[0][:4], "big") < bar):
+                grouped.append(_close(current, level))
+                current, held = [], 0
+    if current and not level:
+        # Nothing closed at this level, so nothing would shrink: close it.
+        grouped.append(_close(current, level))
+    else:
+        # The last group was not closed by a content-defined point: it stays
+        # at this level, so an append makes a new node only when a group closes.
+        grouped.extend(current)
+    return grouped
 
 
 def _close(entries: list[bytes | tuple[bytes]], level: dict[bytes, bytes]) -> tuple[bytes]:
@@ -208,7 +230,7 @@ def _close(entries: list[bytes | tuple[bytes]], level: dict[bytes, bytes]) -> tu
 
 def expand(
     body: bytes | memoryview,
-    chunks: Mapping[bytes, bytes],
+    chunks: Mapping[bytes, bytes | memoryview],
     nodes: Mapping[bytes, bytes | memoryview],
     out: list[bytes | memoryview],
     depth: int = 0,

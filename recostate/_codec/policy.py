@@ -39,7 +39,7 @@ import anyio.to_thread
 import msgspec
 
 from recostate._codec import frame as frames
-from recostate._codec.chunking import ChunkingParams
+from recostate._codec.chunking import ChunkingParams, params_for
 from recostate._codec.compression import (
     CODEC_IDS,
     CODECS_BY_ID,
@@ -55,7 +55,6 @@ from recostate._codec.headers import (
     header_encoder,
 )
 from recostate._codec.manifest import (
-    CHUNK_TAG,
     NODE_TAG,
     ChunkPlan,
     ManifestError,
@@ -65,6 +64,7 @@ from recostate._codec.manifest import (
     piece_id,
     plan,
 )
+from recostate._codec.pieces import ChunkError, unpack_chunks
 from recostate._codec.states import StateCodec, UndecodableState
 from recostate._config import MAX_PAYLOAD_CEILING
 from recostate._errors import IntegrityError
@@ -90,7 +90,7 @@ _DICTIONARY_TAG = b"\x05"
 DICTIONARY_SIZE = 4096
 #: A state gets a dictionary once its chunks hold this much: below it, the
 #: dictionary would cost more than it saves.
-DICTIONARY_MIN_CONTENT = 2 * DICTIONARY_SIZE
+DICTIONARY_MIN_CONTENT = DICTIONARY_SIZE
 
 
 def now_ms() -> int:
@@ -100,17 +100,27 @@ def now_ms() -> int:
 
 @dataclass
 class KnownPieces:
-    """What this client believes the server holds of one state's pieces.
+    """What this client believes the server holds of one state's pieces, and holds itself.
 
     Attributes:
         sizes: piece id -> size of its stored frame.
         dictionary_id: the id of the state's dictionary (``b""``: none known).
         dictionary: that dictionary's contents.
+        chunks: chunk id -> its bytes, and ``nodes``: node id -> its manifest
+            body, as this client read or wrote them (checked then), so a load
+            need not fetch them again.
     """
 
     sizes: dict[bytes, int] = field(default_factory=dict)
     dictionary_id: bytes = b""
     dictionary: bytes = b""
+    chunks: dict[bytes, bytes | memoryview] = field(default_factory=dict)
+    nodes: dict[bytes, bytes | memoryview] = field(default_factory=dict)
+
+    @property
+    def held_bytes(self) -> int:
+        """How many bytes of pieces this holds."""
+        return sum(map(len, self.chunks.values())) + sum(map(len, self.nodes.values()))
 
 
 class VersionInfo(msgspec.Struct, frozen=True):
@@ -144,6 +154,7 @@ class EncodedVersion(msgspec.Struct):
         dictionary: that dictionary's contents.
         dictionary_frame: the dictionary's frame, when it is sent with this
             version (a new state's first dictionary), else ``b""``.
+        chunks: for a chunked version, each chunk's bytes; ``nodes``: each node's body.
         sent_bytes: the bytes of frames this save sends.
     """
 
@@ -155,6 +166,8 @@ class EncodedVersion(msgspec.Struct):
     dictionary: bytes = b""
     dictionary_frame: bytes = b""
     sent_bytes: int = 0
+    chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
+    nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
 
 
 class StoredVersion(msgspec.Struct):
@@ -162,13 +175,18 @@ class StoredVersion(msgspec.Struct):
 
     Attributes:
         frame: the version's frame.
-        pieces: piece id -> frame, every piece it refers to.
-        dictionary: the state's dictionary frame, if it has one.
+        pieces: piece id -> frame, the pieces it refers to that were read.
+        dictionary: the state's dictionary frame, when it was read.
+        held: what the client held already of the state (those pieces were not read).
+        chunks, nodes: filled by decoding: the contents of the version's pieces.
     """
 
     frame: bytes
     pieces: dict[bytes, bytes] = msgspec.field(default_factory=dict)
     dictionary: bytes | None = None
+    held: KnownPieces | None = None
+    chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
+    nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
 
 
 class Codec:
@@ -191,7 +209,8 @@ class Codec:
         self.compression_threshold = compression_threshold
         self.offload_threshold = offload_threshold
         self.chunk_threshold = chunk_threshold
-        self.chunking = chunking or ChunkingParams()
+        # None: by the state's size (recostate._codec.chunking.SIZE_CLASSES).
+        self.chunking = chunking
         self.tree = tree or TreeParams()
         self.states = StateCodec(max_payload_bytes)
 
@@ -226,7 +245,8 @@ class Codec:
         """:meth:`encode` on the calling thread."""
         if not self.chunks(raw):
             return self._whole(raw, header, state_id)
-        return self._chunked(plan(raw, self.chunking, self.tree), raw, header, state_id, known)
+        chunking = self.chunking or params_for(len(raw))
+        return self._chunked(plan(raw, chunking, self.tree), raw, header, state_id, known)
 
     def _whole(self, raw: bytes, header: VersionHeader, state_id: str) -> EncodedVersion:
         codec, payload = (
@@ -356,6 +376,8 @@ class Codec:
             dictionary=dictionary,
             dictionary_frame=frame_sent,
             sent_bytes=len(version) + sum(len(data) for _, data in pieces) + len(frame_sent),
+            chunks=dict(chunked.chunks),
+            nodes=dict(chunked.nodes),
         )
 
     async def reframe(
@@ -540,36 +562,46 @@ class Codec:
         state_id: str,
         version: int,
     ) -> bytes:
-        """Return the encoded state a chunked version's pieces hold, every piece checked."""
-        dictionaries = self._dictionaries(stored, state_id, version)
-        chunks: dict[bytes, bytes] = {}
-        nodes: dict[bytes, memoryview] = {}
+        """Return the encoded state a chunked version's pieces hold, every piece checked.
+
+        Pieces the client held already were checked when it first read or
+        wrote them; the whole state is checked against its CRC-32 either way.
+        """
+        pieces = stored.pieces
+        held = stored.held or KnownPieces()
         merkle = self.signing is not None
+        # The nodes first (a few per hundred chunks): they name the chunks.
+        nodes: dict[bytes, bytes | memoryview] = {}
         pending = self._refs(body, state_id, version)
+        chunk_ids: list[bytes] = []
         while pending:
             ident = pending.pop()
-            if ident in chunks or ident in nodes:
+            if ident in nodes:
                 continue
-            data = stored.pieces.get(ident)
-            if data is not None and data[2:3] == bytes((frames.KIND_NODE,)):
-                parsed = self._piece(data, ident, frames.KIND_NODE, state_id, version)
-                if merkle and piece_id(NODE_TAG, parsed.payload) != ident:
-                    raise IntegrityError(state_id, version, f"piece {ident.hex()} is not what its id says")
-                nodes[ident] = parsed.payload
-                pending.extend(self._refs(parsed.payload, state_id, version))
+            body_held = held.nodes.get(ident)
+            if body_held is not None:
+                nodes[ident] = body_held
+                pending.extend(self._refs(memoryview(body_held), state_id, version))
                 continue
-            parsed = self._piece(data, ident, frames.KIND_CHUNK, state_id, version)
-            try:
-                chunk_header = header_decoder.chunk.decode(parsed.header)
-                dictionary = dictionaries[chunk_header.dictionary] if chunk_header.dictionary else b""
-                raw = decompress(
-                    CODECS_BY_ID[parsed.codec_id], parsed.payload, chunk_header.size_bytes, dictionary
-                )
-            except (msgspec.DecodeError, KeyError, DecompressionError) as exc:
-                raise IntegrityError(state_id, version, f"piece {ident.hex()} does not decompress") from exc
-            if merkle and piece_id(CHUNK_TAG, raw) != ident:
+            data = pieces.get(ident)
+            if data is None or data[2] != frames.KIND_NODE:
+                chunk_ids.append(ident)
+                continue
+            parsed = self._piece(data, ident, frames.KIND_NODE, state_id, version)
+            if merkle and piece_id(NODE_TAG, parsed.payload) != ident:
                 raise IntegrityError(state_id, version, f"piece {ident.hex()} is not what its id says")
-            chunks[ident] = raw
+            nodes[ident] = parsed.payload
+            pending.extend(self._refs(parsed.payload, state_id, version))
+        fresh = [ident for ident in chunk_ids if ident not in held.chunks]
+        try:
+            chunks: dict[bytes, bytes | memoryview] = dict(
+                unpack_chunks(pieces, fresh, self._dictionaries(stored, state_id, version), merkle)
+            )
+        except ChunkError as exc:
+            raise IntegrityError(state_id, version, str(exc)) from exc
+        for ident in chunk_ids:
+            if ident not in chunks:
+                chunks[ident] = held.chunks[ident]
         parts: list[bytes | memoryview] = []
         try:
             expand(body, chunks, nodes, parts)
@@ -578,11 +610,13 @@ class Codec:
         raw = b"".join(parts)
         if len(raw) != header.size_bytes or zlib.crc32(raw) != header.state_crc:
             raise IntegrityError(state_id, version, "the chunks do not make up the state")
+        stored.chunks, stored.nodes = chunks, nodes
         return raw
 
     def _dictionaries(self, stored: StoredVersion, state_id: str, version: int) -> Mapping[bytes, bytes]:
         if stored.dictionary is None:
-            return {}
+            held = stored.held
+            return {held.dictionary_id: held.dictionary} if held and held.dictionary_id else {}
         contents = self.dictionary_contents(stored.dictionary, state_id, version)
         return {piece_id(_DICTIONARY_TAG, contents): contents}
 
@@ -602,12 +636,20 @@ class Codec:
         return piece_id(_DICTIONARY_TAG, contents)
 
     def known(self, stored: StoredVersion) -> KnownPieces:
-        """Return what a sound, decoded chunked version shows the server holds."""
-        sizes = {ident: len(data) for ident, data in stored.pieces.items()}
+        """Return what a sound, decoded chunked version shows the server holds, and its contents."""
+        held = stored.held or KnownPieces()
+        sizes = {
+            ident: len(stored.pieces[ident]) if ident in stored.pieces else held.sizes.get(ident, 0)
+            for ident in (*stored.nodes, *stored.chunks)
+        }
         if stored.dictionary is None:
-            return KnownPieces(sizes)
-        contents = self.dictionary_contents(stored.dictionary, "", None)
-        return KnownPieces(sizes, self.dictionary_id(contents), contents)
+            dictionary_id, dictionary = held.dictionary_id, held.dictionary
+        else:
+            dictionary = self.dictionary_contents(stored.dictionary, "", None)
+            dictionary_id = self.dictionary_id(dictionary)
+        return KnownPieces(
+            sizes, dictionary_id, dictionary, dict(stored.chunks), dict(stored.nodes)
+        )
 
     async def decode(
         self, stored: StoredVersion, state_id: str, version: int, type_: Any = None

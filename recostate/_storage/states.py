@@ -196,7 +196,13 @@ class StateStorage:
         if version.refs:
             self.pieces.remember(
                 keys.state_id,
-                KnownPieces(dict(version.refs), version.dictionary_id, version.dictionary),
+                KnownPieces(
+                    dict(version.refs),
+                    version.dictionary_id,
+                    version.dictionary,
+                    version.chunks,
+                    version.nodes,
+                ),
             )
         if not self.tags.in_scripts:
             await self.tags.adding(keys, tags)
@@ -228,11 +234,26 @@ class StateStorage:
 
     # -- reads ------------------------------------------------------------------------
 
-    async def load(self, keys: StateKeys, version: int | None) -> replies.Loaded | None:
-        """Read a version (the head for ``None``) with its pieces and the state's dictionary."""
+    async def load(
+        self, keys: StateKeys, version: int | None, *, held: KnownPieces | None = None
+    ) -> replies.Loaded | None:
+        """Read a version (the head for ``None``) with its pieces and the state's dictionary.
+
+        ``held``: what the client holds of the state: those pieces (and the
+        dictionary) are not sent, and the reply's ``stored.held`` is ``held``.
+        """
+        skip: list[Arg] = []
+        dictionary_id = b""
+        if held is not None:
+            skip = [*held.nodes, *held.chunks]
+            dictionary_id = held.dictionary_id
         loaded = replies.parse_load(
-            await self._read(scripts.LOAD, keys, "" if version is None else version)
+            await self._read(
+                scripts.LOAD, keys, "" if version is None else version, dictionary_id, *skip
+            )
         )
+        if loaded is not None:
+            loaded.stored.held = held
         return loaded
 
     def remember(self, keys: StateKeys, known: KnownPieces) -> None:

@@ -1,4 +1,6 @@
--- Read a version with everything needed to decode it. ARGV[4] version ('' the head).
+-- Read a version with everything needed to decode it, but what the client holds.
+-- ARGV[4] version ('' the head), [5] the id of the dictionary the client holds (''),
+-- [6..] ids of pieces the client holds (a node it holds stands for all it names).
 -- Replies: false (no such state or version) | {'legacy'}
 --   | {version, created_ms, frame, dictionary frame or false, piece id, piece frame or false, ...}
 local cur = redis.call('HMGET', S, 'version', 'created_at_ms', 'fmt')
@@ -9,21 +11,31 @@ local frame = redis.call('HGET', V, v)
 if not frame then return false end
 local out = {tonumber(v), cur[2], frame, false}
 if kind_of(frame) == KIND_MANIFEST then
-  out[4] = redis.call('HGET', C, 'd') or false
-  local seen, wanted = {}, refs_of(frame)
+  if ARGV[5] == '' or redis.call('HGET', C, 'i') ~= ARGV[5] then
+    out[4] = redis.call('HGET', C, 'd') or false
+  end
+  local seen = {}
+  for i = 6, #ARGV do seen[ARGV[i]] = true end
+  local wanted = refs_of(frame)
   while #wanted > 0 do
-    local found = redis.call('HMGET', C, unpack(wanted))
-    local next_wanted = {}
-    for i, id in ipairs(wanted) do
+    local asked = {}
+    for _, id in ipairs(wanted) do
       if not seen[id] then
         seen[id] = true
+        asked[#asked + 1] = id
+      end
+    end
+    local next_wanted = {}
+    -- In slices: unpack() has a limit on how many values it spreads.
+    for first = 1, #asked, 1000 do
+      local slice = {unpack(asked, first, math.min(first + 999, #asked))}
+      local found = redis.call('HMGET', C, unpack(slice))
+      for i, id in ipairs(slice) do
         local piece = found[i]
         out[#out + 1] = id
         out[#out + 1] = piece or false
         if piece and kind_of(piece) == KIND_NODE then
-          for _, child in ipairs(refs_of(piece)) do
-            if not seen[child] then next_wanted[#next_wanted + 1] = child end
-          end
+          for _, child in ipairs(refs_of(piece)) do next_wanted[#next_wanted + 1] = child end
         end
       end
     end
