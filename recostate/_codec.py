@@ -46,6 +46,7 @@ import anyio.to_thread
 import lz4.block
 import msgspec
 
+from recostate import _models as models
 from recostate._config import MAX_PAYLOAD_CEILING
 from recostate._errors import IntegrityError, PayloadTooLargeError, SerializationError
 from recostate._signing import MAC_SIZE, MAX_KEY_ID_LENGTH, SigningKeys
@@ -155,7 +156,7 @@ class Codec:
         self.offload_threshold = offload_threshold
         self.max_payload_bytes = max_payload_bytes
         self._limiter = thread_limiter
-        self._encoder = msgspec.msgpack.Encoder()
+        self._encoder = msgspec.msgpack.Encoder(enc_hook=models.enc_hook)
         self._decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
 
     # -- encoding ---------------------------------------------------------------------
@@ -372,7 +373,9 @@ class Codec:
         decoder = self._decoders.get(type_)
         if decoder is None:
             decoder = (
-                msgspec.msgpack.Decoder(type_) if type_ is not None else msgspec.msgpack.Decoder()
+                msgspec.msgpack.Decoder(type_, dec_hook=models.dec_hook)
+                if type_ is not None
+                else msgspec.msgpack.Decoder()
             )
             self._decoders[type_] = decoder
         return decoder
