@@ -216,24 +216,24 @@ def cart_app(url: str, key_prefix: str, **options: Any) -> FastAPI:
 
     @app.put("/carts/{cart_id}")
     async def put_cart(
-        cart_id: str,
-        cart: Cart,
-        store: Store,
-        expected: ExpectedVersion,
-        key: IdempotencyKey,
-        response: Response,
+        cart_id: str, cart: Cart, store: Store, expected: ExpectedVersion, response: Response
     ) -> dict[str, int]:
-        meta = await store.save(cart_id, cart, expected_version=expected, idempotency_key=key)
+        meta = await store.save(cart_id, cart, expected_version=expected)
         set_etag(response, meta)
         return {"version": meta.version}
 
     @app.post("/carts/{cart_id}/items")
     async def add_item(
-        cart_id: str, item: str, store: Store, key: RequiredIdempotencyKey
+        cart_id: str, item: str, store: Store, expected: ExpectedVersion, key: RequiredIdempotencyKey
     ) -> dict[str, Any]:
         cart = await store.load(cart_id, type=Cart) or Cart(owner="anonymous")
         cart.items.append(item)
-        meta = await store.save(cart_id, cart, idempotency_key=key)
+        meta = await store.save(cart_id, cart, expected_version=expected, idempotency_key=key)
+        return {"version": meta.version}
+
+    @app.post("/carts/{cart_id}/clear")
+    async def clear(cart_id: str, store: Store, key: IdempotencyKey) -> dict[str, Any]:
+        meta = await store.save(cart_id, Cart(owner="anonymous"), idempotency_key=key)
         return {"version": meta.version}
 
     return app
@@ -278,16 +278,17 @@ async def test_a_retry_with_the_same_idempotency_key_writes_once(
         assert other.json() == {"version": 2}
         assert (await client.get("/carts/c1")).json()["items"] == ["tea", "jam"]
         # A compare-and-set retried with its key gets its own result, not a conflict.
-        cart = {"owner": "ada", "items": []}
         headers = {"If-Match": '"2"', "Idempotency-Key": "k-3"}
-        emptied = await client.put("/carts/c1", json=cart, headers=headers)
-        retried = await client.put("/carts/c1", json=cart, headers=headers)
-        assert emptied.status_code == retried.status_code == 200
-        assert emptied.json() == retried.json() == {"version": 3}
-        without = await client.put("/carts/c1", json=cart)
-        assert without.json() == {"version": 4}  # no key: every request is a new write
+        added = await client.post("/carts/c1/items?item=milk", headers=headers)
+        retried = await client.post("/carts/c1/items?item=milk", headers=headers)
+        assert added.status_code == retried.status_code == 200
+        assert added.json() == retried.json() == {"version": 3}
+        # Without a key (the optional IdempotencyKey), every request is a new write.
+        assert (await client.post("/carts/c1/clear")).json() == {"version": 4}
+        assert (await client.post("/carts/c1/clear")).json() == {"version": 5}
     async with RedisStatePersistence(server.url, key_prefix=cart_prefix) as store:
-        assert [m.version for m in await store.list_versions("c1")] == [1, 2, 3, 4]
+        assert [m.version for m in await store.list_versions("c1")] == [1, 2, 3, 4, 5]
+        assert await store.load("c1", 3) == {"owner": "anonymous", "items": ["tea", "jam", "milk"]}
 
 
 async def test_a_bad_idempotency_key_is_a_400_that_says_why(
