@@ -26,7 +26,7 @@ from typing import Any, TypeVar, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from recostate._config import MiB, StoreConfig
+from recostate._config import DEFAULT_CHUNK_THRESHOLD, MiB, StoreConfig
 from recostate._errors import StoreClosedError
 from recostate._persistence import RedisStatePersistence as AsyncRedisStatePersistence
 from recostate._redis import AnyRedis
@@ -67,13 +67,14 @@ class RedisStatePersistence:
         cluster: talk to a Redis Cluster through ``redis.asyncio.cluster``.
         compression_threshold: encoded states smaller than this many bytes are
             stored uncompressed.
-        offload_threshold: from this many bytes on, compression, checksums and
-            decoding run in a worker thread so the event loop keeps running.
+        offload_threshold: from this many bytes on, cutting, compression,
+            checksums and decoding run in a worker thread so the event loop
+            keeps running.
         max_payload_bytes: the largest encoded state accepted (64 MiB by default).
         retries: how many times a call is resent after a connection failure.
         retry_backoff: the first wait between retries in seconds; it doubles.
-        signing_key: sign every stored frame with HMAC-SHA256 and accept only
-            frames signed by a key held here: ``b"key"`` (at least 16 bytes),
+        signing_key: sign every stored version with HMAC-SHA256 and accept only
+            versions signed by a key held here: ``b"key"`` (at least 16 bytes),
             a list of keys newest first (the first signs, all verify) whose
             items are bytes or ``(key_id, key)`` pairs, or a mapping
             ``{key_id: key}``. See ``docs/reliability.md``.
@@ -83,6 +84,11 @@ class RedisStatePersistence:
             (the write was applied on the primary). Not with ``cluster=True``.
         wait_timeout: seconds a write waits for its replicas; keep it under
             ``socket_timeout``.
+        chunk_threshold: encoded states of at least this many bytes (8 KiB by
+            default) are stored as content-defined chunks that the versions of
+            a state share, so a growing state's history costs little more than
+            its newest version and a save sends only what changed; ``None``
+            stores every version whole. See ``docs/architecture.md``.
 
     Raises:
         ConfigurationError: at once, for any invalid option. No I/O happens here.
@@ -108,6 +114,7 @@ class RedisStatePersistence:
         signing_key: bytes | Sequence[bytes | tuple[str, bytes]] | Mapping[str, bytes] | None = None,
         wait_for_replicas: int = 0,
         wait_timeout: float = 1.0,
+        chunk_threshold: int | None = DEFAULT_CHUNK_THRESHOLD,
     ) -> None:
         # Built here, so bad options raise ConfigurationError at once, with no I/O.
         self._store = AsyncRedisStatePersistence(
@@ -128,6 +135,7 @@ class RedisStatePersistence:
             signing_key=signing_key,
             wait_for_replicas=wait_for_replicas,
             wait_timeout=wait_timeout,
+            chunk_threshold=chunk_threshold,
         )
         self._portal: BlockingPortal | None = None
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
@@ -204,10 +212,18 @@ class RedisStatePersistence:
         tags: Iterable[str] | None = None,
         ttl: int | Default | None = DEFAULT,
         expected_version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> StateMetadata:
         """Save ``state`` as a new version of ``state_id`` (see the async class)."""
         return self._call(
-            self._store.save_with_metadata, state, state_id, version, tags, ttl, expected_version
+            self._store.save_with_metadata,
+            state,
+            state_id,
+            version,
+            tags,
+            ttl,
+            expected_version,
+            idempotency_key,
         )
 
     def save(
@@ -219,6 +235,7 @@ class RedisStatePersistence:
         tags: Iterable[str] | None = None,
         ttl: int | Default | None = DEFAULT,
         expected_version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> StateMetadata:
         """Save ``state`` under ``state_id`` and return its metadata."""
         return self._call(
@@ -229,6 +246,7 @@ class RedisStatePersistence:
             tags=tags,
             ttl=ttl,
             expected_version=expected_version,
+            idempotency_key=idempotency_key,
         )
 
     @overload
@@ -269,9 +287,11 @@ class RedisStatePersistence:
         """Delete one version; ``True`` if it existed."""
         return self._call(self._store.delete_version, state_id, version)
 
-    def rollback(self, state_id: str, version: int) -> StateMetadata:
+    def rollback(
+        self, state_id: str, version: int, *, ttl: int | Default | None = DEFAULT
+    ) -> StateMetadata:
         """Write a new head equal to ``version``; history is kept."""
-        return self._call(self._store.rollback, state_id, version)
+        return self._call(self._store.rollback, state_id, version, ttl=ttl)
 
     def delete(self, state_id: str) -> bool:
         """Delete every key of the state; ``True`` if it existed."""

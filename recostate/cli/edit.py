@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
 from recostate._errors import VersionNotFoundError
@@ -22,14 +20,13 @@ async def rollback(session: Session, state_id: str, version: int) -> None:
     store = session.store
     if not await store.exists(state_id):
         await session.missing(state_id)
-    expires = await raw.remaining_ttl_ms(store, state_id)
+    # The new head keeps the state's own remaining expiry (in the same
+    # atomic write), not the store's default TTL.
+    expires = await raw.remaining_ttl_s(store, state_id)
     try:
-        meta = await store.rollback(state_id, version)
+        meta = await store.rollback(state_id, version, ttl=expires)
     except VersionNotFoundError:
         await session.no_version(state_id, version)
-    if expires is not None:
-        # rollback() applies the store's default TTL; keep the state's own.
-        await store.touch(state_id, ttl=max(1, math.ceil(expires / 1000)))
     click.echo(f"{state_id}: version {meta.version} restores version {meta.rolled_back_from}")
 
 

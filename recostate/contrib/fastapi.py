@@ -67,6 +67,7 @@ from recostate._errors import (
 )
 from recostate._persistence import RedisStatePersistence
 from recostate._types import StateMetadata
+from recostate._validation import MAX_IDEMPOTENCY_KEY_LENGTH
 
 __all__ = [
     "MAX_IDEMPOTENCY_KEY_LENGTH",
@@ -220,9 +221,6 @@ def required_expected_version(expected: ExpectedVersion) -> int:
 
 #: As :data:`ExpectedVersion`, but the header is required (428 without it).
 RequiredExpectedVersion = Annotated[int, Depends(required_expected_version)]
-
-#: The longest ``Idempotency-Key`` accepted, in characters (the store's limit).
-MAX_IDEMPOTENCY_KEY_LENGTH = 256
 
 
 # A Structured Fields string, as the IETF draft writes the key: "...", with \" and \\.
