@@ -9,6 +9,7 @@ from typing import Any
 from recostate._errors import ConfigurationError
 from recostate._signing import SigningKeys
 from recostate._types import CompressionType
+from recostate._validation import MAX_TTL_SECONDS
 
 __all__ = ["DEFAULT_CHUNK_THRESHOLD", "MAX_PAYLOAD_CEILING", "MiB", "StoreConfig"]
 
@@ -110,6 +111,12 @@ class StoreConfig:
             raise ConfigurationError("enable_versioning must be a bool")
         if default_ttl is not None:
             default_ttl = _int_option("default_ttl", default_ttl, minimum=1)
+            if default_ttl > MAX_TTL_SECONDS:
+                # Every call refuses a longer TTL: refuse it here, not at the first save.
+                raise ConfigurationError(
+                    f"default_ttl must be at most {MAX_TTL_SECONDS} seconds (100 years), "
+                    f"got {default_ttl}"
+                )
         if not isinstance(key_prefix, str) or not key_prefix:
             raise ConfigurationError("key_prefix must be a non-empty str")
         try:

@@ -19,16 +19,18 @@ async class there.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from recostate._config import DEFAULT_CHUNK_THRESHOLD, MiB, StoreConfig
 from recostate._errors import StoreClosedError
 from recostate._persistence import RedisStatePersistence as AsyncRedisStatePersistence
-from recostate._types import DEFAULT, Default, StateMetadata
+from recostate._redis import AnyRedis
+from recostate._types import DEFAULT, CompressionType, Default, StateMetadata
 
 __all__ = ["RedisStatePersistence"]
 
@@ -41,11 +43,100 @@ class RedisStatePersistence:
     Each method runs the async method of the same name on the facade's own
     event loop and returns its result or raises its error. ``close()`` (or
     leaving a ``with`` block) releases the pool and stops the loop's thread.
+
+    Example::
+
+        with RedisStatePersistence("redis://localhost:6379/0") as store:
+            meta = store.save("agent-7", {"step": 1})
+            state = store.load("agent-7")
+
+    Args:
+        redis_url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL of the
+            server (of any one node with ``cluster=True``). Ignored with ``client=``.
+        compression_type: codec of new versions (``LZ4``, ``ZLIB`` or ``NONE``).
+        enable_versioning: keep past versions; when off only the head is kept
+            but version numbers still increase.
+        max_versions: versions kept per state (>= 1), trimmed in the same write.
+        default_ttl: seconds every key of a state lives after a save, or ``None``.
+        redis_options: options for redis-py (``max_connections``,
+            ``socket_timeout``, ``socket_connect_timeout``, ``pool_timeout``,
+            TLS options, ``retry_on_timeout``...). ``decode_responses`` is refused.
+        key_prefix: the start of every key recostate reads or writes.
+        client: an existing ``redis.asyncio.Redis`` or ``RedisCluster``; never
+            closed by recostate.
+        cluster: talk to a Redis Cluster through ``redis.asyncio.cluster``.
+        compression_threshold: encoded states smaller than this many bytes are
+            stored uncompressed.
+        offload_threshold: from this many bytes on, cutting, compression,
+            checksums and decoding run in a worker thread so the event loop
+            keeps running.
+        max_payload_bytes: the largest encoded state accepted (64 MiB by default).
+        retries: how many times a call is resent after a connection failure.
+        retry_backoff: the first wait between retries in seconds; it doubles.
+        signing_key: sign every stored version with HMAC-SHA256 and accept only
+            versions signed by a key held here: ``b"key"`` (at least 16 bytes),
+            a list of keys newest first (the first signs, all verify) whose
+            items are bytes or ``(key_id, key)`` pairs, or a mapping
+            ``{key_id: key}``. See ``docs/reliability.md``.
+        wait_for_replicas: after each write, wait (Redis ``WAIT``) until this
+            many replicas acknowledged it; 0 (the default) does not wait. Fewer
+            acknowledgements within ``wait_timeout`` raise ``ReplicationError``
+            (the write was applied on the primary). Not with ``cluster=True``.
+        wait_timeout: seconds a write waits for its replicas; keep it under
+            ``socket_timeout``.
+        chunk_threshold: encoded states of at least this many bytes (8 KiB by
+            default) are stored as content-defined chunks that the versions of
+            a state share, so a growing state's history costs little more than
+            its newest version and a save sends only what changed; ``None``
+            stores every version whole. See ``docs/architecture.md``.
+
+    Raises:
+        ConfigurationError: at once, for any invalid option. No I/O happens here.
     """
 
-    def __init__(self, redis_url: str = "redis://localhost:6379/0", **options: Any) -> None:
+    def __init__(
+        self,
+        redis_url: str = "redis://localhost:6379/0",
+        *,
+        compression_type: CompressionType | str = CompressionType.LZ4,
+        enable_versioning: bool = True,
+        max_versions: int = 10,
+        default_ttl: int | None = None,
+        redis_options: dict[str, Any] | None = None,
+        key_prefix: str = "recostate",
+        client: AnyRedis | None = None,
+        cluster: bool = False,
+        compression_threshold: int = 1024,
+        offload_threshold: int = 256 * 1024,
+        max_payload_bytes: int = 64 * MiB,
+        retries: int = 3,
+        retry_backoff: float = 0.05,
+        signing_key: bytes | Sequence[bytes | tuple[str, bytes]] | Mapping[str, bytes] | None = None,
+        wait_for_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        chunk_threshold: int | None = DEFAULT_CHUNK_THRESHOLD,
+    ) -> None:
         # Built here, so bad options raise ConfigurationError at once, with no I/O.
-        self._store = AsyncRedisStatePersistence(redis_url, **options)
+        self._store = AsyncRedisStatePersistence(
+            redis_url,
+            compression_type=compression_type,
+            enable_versioning=enable_versioning,
+            max_versions=max_versions,
+            default_ttl=default_ttl,
+            redis_options=redis_options,
+            key_prefix=key_prefix,
+            client=client,
+            cluster=cluster,
+            compression_threshold=compression_threshold,
+            offload_threshold=offload_threshold,
+            max_payload_bytes=max_payload_bytes,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            signing_key=signing_key,
+            wait_for_replicas=wait_for_replicas,
+            wait_timeout=wait_timeout,
+            chunk_threshold=chunk_threshold,
+        )
         self._portal: BlockingPortal | None = None
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._lock = threading.Lock()
@@ -55,6 +146,11 @@ class RedisStatePersistence:
     def async_store(self) -> AsyncRedisStatePersistence:
         """The async store this facade drives."""
         return self._store
+
+    @property
+    def config(self) -> StoreConfig:
+        """The validated settings of this store."""
+        return self._store.config
 
     def _get_portal(self) -> BlockingPortal:
         with self._lock:

@@ -342,23 +342,36 @@ def test_demo_command_runs_on_a_given_server(server: EmbeddedRedis) -> None:
     assert result.output.rstrip().endswith("Done.")
 
 
-def test_bench_hands_over_to_the_suite_or_explains_where_it_lives(
-    server: EmbeddedRedis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bench_never_runs_code_from_the_current_directory(tmp_path: Path) -> None:
+    # A directory someone else controls, holding a `benchmarks` package of its own.
+    planted = tmp_path / "benchmarks"
+    planted.mkdir()
+    marker = tmp_path / "ran"
+    (planted / "__init__.py").write_text("")
+    (planted / "cli.py").write_text(
+        "from pathlib import Path\n"
+        f"Path({str(marker)!r}).write_text('imported')\n"
+        "def main(argv):\n"
+        f"    Path({str(marker)!r}).write_text('ran')\n"
+        "    return 0\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RECOSTATE_PREFIX")}
+    refused = subprocess.run(
+        [sys.executable, "-m", "recostate", "bench", "--quick",
+         "--url", "redis://ada:secret@127.0.0.1:6390/0", "--out", "results"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=environ,
+    )
+    assert not marker.exists()
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("Error: ") and refused.stderr.count("\n") == 1
+    # It says what to run instead, with the same arguments and the password masked.
+    assert (
+        "run `python -m benchmarks --quick --redis-url 'redis://ada:***@127.0.0.1:6390/0' "
+        "--out results`" in refused.stderr
+    )
+    assert "secret" not in refused.stderr
     helped = CliRunner().invoke(cli, ["bench", "--help"])
     assert helped.exit_code == 0 and "--quick" in helped.output
-    # From the repository's root the suite runs; its own parser answers this mistake.
-    handed = CliRunner().invoke(cli, ["bench", "--url", server.url, "--no-such-option"])
-    assert handed.exit_code == 2
-    # Elsewhere (an installed package, no checkout) it says where the suite lives.
-    root = Path(__file__).resolve().parent.parent
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p and Path(p).resolve() != root])
-    for name in [name for name in sys.modules if name.split(".")[0] == "benchmarks"]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.chdir(tmp_path)
-    absent = CliRunner().invoke(cli, ["bench", "--url", server.url])
-    assert absent.exit_code == 1
-    assert "from the root of a clone of the recostate repository" in absent.output
 
 
 def cli_process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

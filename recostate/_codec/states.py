@@ -1,8 +1,9 @@
 """States to msgpack bytes and back, with msgspec.
 
 msgspec encodes what the contract accepts (dicts, lists, scalars, bytes,
-datetimes, UUIDs, ``msgspec.Struct``, dataclasses) and decodes into builtins
-or into a requested type. Nothing here pickles, and decoding never runs code.
+datetimes, UUIDs, ``msgspec.Struct``, dataclasses, and pydantic models through
+the hooks of ``recostate._models``) and decodes into builtins or into a
+requested type. Nothing here pickles, and decoding never runs code.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from recostate import _models as models
 from recostate._errors import PayloadTooLargeError, SerializationError
 
 __all__ = ["StateCodec", "UndecodableState"]
@@ -25,7 +27,7 @@ class StateCodec:
 
     def __init__(self, max_payload_bytes: int) -> None:
         self.max_payload_bytes = max_payload_bytes
-        self._encoder = msgspec.msgpack.Encoder()
+        self._encoder = msgspec.msgpack.Encoder(enc_hook=models.enc_hook)
         self._decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {
             None: msgspec.msgpack.Decoder()
         }
@@ -46,7 +48,9 @@ class StateCodec:
     def _decoder(self, type_: Any) -> msgspec.msgpack.Decoder[Any]:
         decoder = self._decoders.get(type_)
         if decoder is None:
-            decoder = self._decoders[type_] = msgspec.msgpack.Decoder(type_)
+            decoder = self._decoders[type_] = msgspec.msgpack.Decoder(
+                type_, dec_hook=models.dec_hook
+            )
         return decoder
 
     def decode(self, raw: bytes | memoryview, type_: Any = None) -> Any:

@@ -27,17 +27,27 @@ Needs FastAPI (``pip install recostate[fastapi]``)::
   without either it is ``None``. :data:`RequiredExpectedVersion` answers
   428 when neither header is sent. The ETag of a version is its number in
   quotes: :func:`etag`, :func:`set_etag`.
+* :data:`IdempotencyKey` reads the ``Idempotency-Key`` request header (a
+  token, or a quoted string as the IETF draft writes it) for the save's
+  ``idempotency_key=``: a client that sends the same request again with the
+  same key gets the first save's result, not a second version.
+  :data:`RequiredIdempotencyKey` answers 400 when it is missing; a key that is
+  empty or longer than 256 characters is a 400 either way.
 * :func:`add_exception_handlers` maps recostate errors to HTTP answers:
   :class:`~recostate.VersionConflictError` to **409** with the current version
   in the body and the ``ETag`` header, ``VersionNotFoundError`` to 404,
   ``InvalidInputError`` to 400, ``PayloadTooLargeError`` to 413,
-  ``IntegrityError`` to 500 and ``StoreUnavailableError`` to 503 with
-  ``Retry-After``. A failed ``If-Match`` is a conflict on the resource's
-  version, so it is a 409 here rather than HTTP's generic 412.
+  ``IntegrityError`` to 500,
+  ``ReplicationError`` (the write *was* applied) to 500 naming the version
+  written, ``StoreRefusedError`` (nothing applied, and a retry will not help)
+  to 500, and any other ``StoreUnavailableError`` to 503 with ``Retry-After``.
+  Only that last answer invites a retry. A failed ``If-Match`` is a conflict
+  on the resource's version, so it is a 409 here rather than HTTP's generic 412.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any
@@ -49,25 +59,33 @@ from recostate._errors import (
     IntegrityError,
     InvalidInputError,
     PayloadTooLargeError,
+    ReplicationError,
+    StoreRefusedError,
     StoreUnavailableError,
     VersionConflictError,
     VersionNotFoundError,
 )
 from recostate._persistence import RedisStatePersistence
 from recostate._types import StateMetadata
+from recostate._validation import MAX_IDEMPOTENCY_KEY_LENGTH
 
 __all__ = [
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
     "STATE_KEY",
     "ExpectedVersion",
+    "IdempotencyKey",
     "RequiredExpectedVersion",
+    "RequiredIdempotencyKey",
     "Store",
     "add_exception_handlers",
     "etag",
     "expected_version",
     "get_store",
+    "idempotency_key",
     "parse_etag",
     "recostate_lifespan",
     "required_expected_version",
+    "required_idempotency_key",
     "set_etag",
 ]
 
@@ -205,6 +223,55 @@ def required_expected_version(expected: ExpectedVersion) -> int:
 RequiredExpectedVersion = Annotated[int, Depends(required_expected_version)]
 
 
+# A Structured Fields string, as the IETF draft writes the key: "...", with \" and \\.
+_QUOTED = re.compile(r'"((?:[^"\\]|\\["\\])*)"')
+
+
+def idempotency_key(
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> str | None:
+    """Read the ``Idempotency-Key`` header as the save's ``idempotency_key`` (a FastAPI dependency).
+
+    The value is a token (``Idempotency-Key: 8e03978e-40d5``) or, as the IETF
+    draft writes it, a quoted string (``Idempotency-Key: "8e03978e-40d5"``).
+    Without the header it is ``None`` (recostate makes its own write id). A
+    key that is empty, longer than :data:`MAX_IDEMPOTENCY_KEY_LENGTH`
+    characters, or a malformed quoted string is answered with 400.
+    """
+    if idempotency_key is None:
+        return None
+    text = idempotency_key.strip()
+    if text.startswith('"'):
+        quoted = _QUOTED.fullmatch(text)
+        if quoted is None:
+            raise HTTPException(400, "Idempotency-Key is a malformed quoted string")
+        text = re.sub(r'\\(["\\])', r"\1", quoted[1])
+    if not text:
+        raise HTTPException(400, "Idempotency-Key must not be empty")
+    if len(text) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise HTTPException(
+            400,
+            f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters, "
+            f"not {len(text)}",
+        )
+    return text
+
+
+#: A handler parameter receiving the request's ``Idempotency-Key`` (``None`` without one).
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
+
+
+def required_idempotency_key(key: IdempotencyKey) -> str:
+    """As :func:`idempotency_key`, but answer 400 when the request sends no key."""
+    if key is None:
+        raise HTTPException(400, "this write needs an Idempotency-Key header")
+    return key
+
+
+#: As :data:`IdempotencyKey`, but the header is required (400 without it).
+RequiredIdempotencyKey = Annotated[str, Depends(required_idempotency_key)]
+
+
 def _answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -241,7 +308,30 @@ async def _corrupted(request: Request, exc: Exception) -> Response:
     return _answer(500, body)
 
 
+async def _not_replicated(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ReplicationError)
+    # Applied: a retry without the same Idempotency-Key would write again,
+    # so no Retry-After, and the body says what was written.
+    body = {
+        "detail": "the write was applied, but fewer replicas than required confirmed it",
+        "applied": True,
+        "state_id": exc.state_id,
+        "version": exc.version,
+        "replicas_required": exc.required,
+        "replicas_acknowledged": exc.acknowledged,
+    }
+    return _answer(500, body)
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    # Out of memory, no permission: nothing was applied, and sending the
+    # request again will not help until the store is fixed.
+    return _answer(500, {"detail": "the state store refused the request", "applied": False})
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
+    # May or may not have been applied: a retry is safe with the same
+    # Idempotency-Key or If-Match, and the store is likely back soon.
     return _answer(503, {"detail": "the state store is unavailable"}, {"Retry-After": "1"})
 
 
@@ -252,4 +342,7 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidInputError, _invalid)
     app.add_exception_handler(PayloadTooLargeError, _too_large)
     app.add_exception_handler(IntegrityError, _corrupted)
+    # Starlette picks the handler of the nearest class in the error's MRO.
+    app.add_exception_handler(ReplicationError, _not_replicated)
+    app.add_exception_handler(StoreRefusedError, _refused)
     app.add_exception_handler(StoreUnavailableError, _unavailable)

@@ -14,10 +14,12 @@ import msgspec
 from recostate._types import CompressionType, StateMetadata
 
 __all__ = [
+    "aligned",
     "human_bytes",
     "metadata_dict",
     "metadata_lines",
     "progress",
+    "ratio",
     "state_json",
     "table",
     "timestamp",
@@ -75,6 +77,11 @@ def metadata_lines(meta: StateMetadata, expires_in_ms: int | None = None) -> lis
     ]
     if meta.rolled_back_from is not None:
         rows.append(("rolled_back_from", str(meta.rolled_back_from)))
+    return aligned(rows)
+
+
+def aligned(rows: Sequence[tuple[str, str]]) -> list[str]:
+    """Return ``(name, value)`` pairs as ``name: value`` lines, the values in one column."""
     width = max(len(name) for name, _ in rows)
     return [f"{name + ':':<{width + 1}} {value}" for name, value in rows]
 

@@ -36,12 +36,12 @@ from typing import IO, Any
 
 import msgspec
 
-from recostate._cli import raw
-from recostate._cli.render import metadata_dict
 from recostate._codec import StoredVersion
 from recostate._codec.manifest import refs_of_frame
 from recostate._errors import IntegrityError
 from recostate._persistence import RedisStatePersistence
+from recostate.cli import raw
+from recostate.cli.render import metadata_dict
 
 __all__ = ["FORMAT", "ExportReport", "ImportReport", "export_states", "import_states"]
 

@@ -1,1 +1,0 @@
-"""The pieces of the ``recostate`` command; the command itself is :mod:`recostate.cli`."""
