@@ -19,10 +19,9 @@ import redis
 from click.testing import CliRunner, Result
 
 from recostate import RedisStatePersistence, __version__
-from recostate._cluster_server import EmbeddedCluster
 from recostate._keys import KeySpace
-from recostate._server import EmbeddedRedis
 from recostate.cli import cli
+from recostate.testing import EmbeddedCluster, EmbeddedRedis
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from fastapi import FastAPI
 
 from recostate import RedisStatePersistence, StoreUnavailableError
 from recostate._keys import KeySpace
-from recostate._server import EmbeddedRedis
 from recostate.contrib.fastapi import (
     Store,
     add_exception_handlers,
@@ -23,6 +22,7 @@ from recostate.contrib.fastapi import (
     parse_etag,
     recostate_lifespan,
 )
+from recostate.testing import EmbeddedRedis
 
 
 def _load_example() -> Any:

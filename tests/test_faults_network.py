@@ -24,7 +24,7 @@ from recostate import (
     VersionConflictError,
 )
 from recostate._scripts import SAVE
-from recostate._server import EmbeddedRedis, find_redis_server
+from recostate.testing import EmbeddedRedis, find_server
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ HANG = 30.0
 
 @pytest.fixture
 async def server() -> AsyncIterator[EmbeddedRedis]:
-    binary = find_redis_server()
+    binary = find_server()
     if binary is None:
         pytest.skip("no redis-server binary found")
     with EmbeddedRedis(binary) as embedded:
@@ -194,9 +194,13 @@ async def test_cut_connections_during_a_load_loop_are_retried(server: EmbeddedRe
 
             task = asyncio.create_task(cutter())
             try:
-                for _ in range(100):
+                # At least 100 loads, and on until a few cuts fell among them
+                # (a quick machine finishes 100 loads before the first cut).
+                for done in range(20_000):
                     state = await asyncio.wait_for(store.load("x"), HANG)
                     assert state == {"payload": "p" * 5000}
+                    if done >= 100 and proxy.cuts >= 3:
+                        break
             finally:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

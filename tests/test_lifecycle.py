@@ -14,7 +14,7 @@ from recostate import (
     StoreClosedError,
     StoreUnavailableError,
 )
-from recostate._server import free_port
+from recostate.testing import free_port
 from tests.conftest import MakeStore, ServerHandle
 
 

@@ -20,7 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from recostate import IntegrityError, RedisStatePersistence, VersionConflictError, _telemetry
 from recostate._keys import KeySpace
-from recostate._server import EmbeddedRedis
+from recostate.testing import EmbeddedRedis
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,12 @@ from typing import Any
 from redis import exceptions as rexc
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from recostate._redis._compat import (
+    cluster_needs_slot_map,
+    node_connection,
+    node_release,
+    reload_slot_map_later,
+)
 from recostate._redis.pipeline import AutoPipeline
 
 __all__ = ["ClusterAutoPipeline"]
@@ -51,10 +57,10 @@ class _NodePool:
     async def get_connection(self) -> Any:
         # Fails at once (MaxConnectionsError) when the node's connections are
         # all busy; the executor's gate keeps that from happening.
-        return self._node.acquire_connection()
+        return node_connection(self._node)
 
     async def release(self, connection: Any) -> None:
-        self._node.release(connection)
+        node_release(self._node, connection)
 
 
 class _NodeClient:
@@ -97,7 +103,7 @@ class ClusterAutoPipeline:
     async def execute(self, *args: Any) -> Any:
         """Send one command in the next batch to its key's node; return its parsed reply."""
         client = self._client
-        key = None if self._closed or client._initialize else _key(args)
+        key = None if self._closed or cluster_needs_slot_map(client) else _key(args)
         if key is None:
             return await client.execute_command(*args)
         try:
@@ -111,11 +117,11 @@ class ClusterAutoPipeline:
             # Not run there: the client follows the redirection and learns it.
             return await client.execute_command(*args)
         except (rexc.ConnectionError, rexc.TimeoutError, OSError):
-            client._initialize = True
+            reload_slot_map_later(client)
             raise
         except AttributeError as exc:
             # The cluster client closed this node's connections under the batch.
-            client._initialize = True
+            reload_slot_map_later(client)
             raise rexc.ConnectionError("connection closed during the call") from exc
 
     async def aclose(self) -> None:

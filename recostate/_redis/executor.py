@@ -21,9 +21,9 @@ from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 
 from recostate._errors import StoreClosedError
+from recostate._redis._compat import closed_under_call
 from recostate._redis.cluster import (
     ClusterGate,
-    closed_under_call,
     cluster_pool_figures,
     pipeline_on_node,
     scan_primaries,
@@ -148,7 +148,12 @@ class Executor:
                     )
                     await anyio.sleep(delay)
                     continue
-                raise translate(exc) from exc
+                error = translate(exc)
+                if error is exc:
+                    # Already a recostate error (the cluster gate's timeout):
+                    # ``from exc`` would make it its own cause.
+                    raise
+                raise error from exc
 
     async def ping(self) -> None:
         """Connect if needed and check the server answers."""
