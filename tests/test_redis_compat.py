@@ -17,7 +17,7 @@ import pytest
 from packaging.requirements import Requirement
 from redis import exceptions as rexc
 from redis.asyncio import BlockingConnectionPool
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.sentinel import Sentinel
 from redis.crc import key_slot
@@ -115,7 +115,7 @@ async def test_the_hiredis_reader_is_found_and_says_incomplete(server: EmbeddedR
         reader = _compat.hiredis_reader(connection)
         # None would silently send every reply through the slow path.
         assert isinstance(reader, hiredis.Reader)
-        assert _compat.INCOMPLETE is not False
+        assert (_compat.INCOMPLETE is not False) == (_compat.REDIS_PY_VERSION >= (5, 0, 8))
         assert reader.gets() is _compat.INCOMPLETE  # nothing buffered yet
         await connection.send_command("PING")
         assert await connection.read_response() in (b"PONG", "PONG")
@@ -216,3 +216,16 @@ async def test_node_connections_are_borrowed_returned_and_counted(
     again = _compat.node_connection(node)
     assert again is connection
     _compat.node_release(node, again)
+
+
+async def test_node_is_routed_knows_the_clients_own_node_objects(
+    cluster_client: RedisCluster,
+) -> None:
+    await cluster_client.initialize()
+    slot = key_slot(b"k")
+    routed = cluster_client.nodes_manager.get_node_from_slot(slot)
+    assert _compat.node_is_routed(cluster_client, routed)
+    for node in cluster_client.get_nodes():
+        assert _compat.node_is_routed(cluster_client, node)
+    stranger = ClusterNode(routed.host, routed.port)  # same address, another object
+    assert not _compat.node_is_routed(cluster_client, stranger)

@@ -8,7 +8,7 @@ relies on and which redis-py versions need which form; ``tests/test_redis_compat
 has one test per helper, run in CI on the lowest and the newest redis-py the
 metadata allows, that fails when an installed redis-py changes what it relies on.
 
-Supported: redis-py 5.0.1 to 8.x (``pyproject.toml``).
+Supported: redis-py 5.0.2 to 8.x (``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "is_pool_exhausted",
     "learn_moved",
     "node_connection",
+    "node_is_routed",
     "node_release",
     "node_use",
     "pool_connection",
@@ -99,13 +100,14 @@ def pool_use(pool: Any) -> tuple[int, int]:
 
 # -- reading replies from the hiredis buffer ---------------------------------------------
 
-# redis-py's parser builds its hiredis Reader with ``notEnoughData=NOT_ENOUGH_DATA``
-# (redis-py 5.0 to 8.x keep it in ``redis._parsers.hiredis``): ``gets()`` returns
-# that object, not ``False``, when no whole reply is buffered. ``False`` stands
-# for "no such marker" and makes RESP3 connections take the slow path.
+# What the hiredis Reader behind a connection returns from ``gets()`` when no
+# whole reply is buffered: from redis-py 5.0.8 on, the parser builds it with
+# ``notEnoughData=NOT_ENOUGH_DATA`` (kept in ``redis._parsers.hiredis``);
+# before, hiredis's default, ``False``, which no RESP2 reply can be (a RESP3
+# connection then takes the slow path, see ``hiredis_reader``).
 try:
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as INCOMPLETE
-except ImportError:  # pragma: no cover - a redis-py that moved it; the test says so
+except ImportError:  # redis-py before 5.0.8
     INCOMPLETE = False
 
 
@@ -212,6 +214,19 @@ def node_use(node: ClusterNode) -> tuple[int, int]:
     total = len(getattr(node, "_connections", ()))
     idle = len(getattr(node, "_free", ()))
     return total - idle, idle
+
+
+def node_is_routed(client: RedisCluster, node: ClusterNode) -> bool:
+    """Tell whether the client may still send commands through this very node object.
+
+    Its node objects live in ``nodes_manager.nodes_cache`` and, per slot, in
+    ``nodes_manager.slots_cache`` (redis-py 5.0 to 8.x); before 8.0 a
+    reloaded map may route slots to objects that are not in ``nodes_cache``.
+    """
+    manager = client.nodes_manager
+    if manager.nodes_cache.get(node.name) is node:
+        return True
+    return any(held is node for nodes in manager.slots_cache.values() for held in nodes)
 
 
 _REDIS_PY_DIR = os.path.dirname(os.path.abspath(redis.__file__)) + os.sep

@@ -42,6 +42,7 @@ from redis.exceptions import (
     AskError,
     ClusterError,
     MovedError,
+    NoScriptError,
     RedisClusterException,
     TryAgainError,
 )
@@ -286,7 +287,13 @@ async def pipeline_on_node(client: RedisCluster, commands: list[tuple[Any, ...]]
 
 
 async def run_and_wait(
-    client: RedisCluster, evalsha: tuple[Any, ...], key: bytes, replicas: int, timeout_ms: int
+    client: RedisCluster,
+    evalsha: tuple[Any, ...],
+    key: bytes,
+    replicas: int,
+    timeout_ms: int,
+    *,
+    source: str | bytes,
 ) -> tuple[Any, Any]:
     """Send ``EVALSHA`` and ``WAIT`` in one batch on one connection of the key's primary.
 
@@ -295,7 +302,11 @@ async def run_and_wait(
     (redis-py sends a node's share of a pipeline on one connection). A
     redirection means the script did not run there: it is raised as a
     retryable ``ClusterError`` (after the slot map learnt the move) rather
-    than followed, which would run the script on another connection.
+    than followed, which would run the script on another connection. A node
+    that does not know the script (a promoted replica, a restarted node) is
+    given it (``source``) and the batch is sent once more: loading it on the
+    primaries the client knows may miss the very node that serves the key
+    while the client's map is still catching up with a failover.
     Returns the script's reply (or its error) and ``WAIT``'s.
     """
     if cluster_needs_slot_map(client):
@@ -303,14 +314,19 @@ async def run_and_wait(
     node = client.get_node_from_key(key)  # type: ignore[arg-type]  # bytes are encoded as is
     if node is None:
         raise ClusterError("no primary is known for the state's slot")
-    pipe = client.pipeline(transaction=False)
-    pipe.execute_command(*evalsha, target_nodes=node)
-    pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
-    try:
-        reply, acked = await pipe.execute(raise_on_error=False, allow_redirections=False)
-    except BaseException as exc:
-        _refresh_after(exc, client)
-        raise
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command(*evalsha, target_nodes=node)
+        pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+        try:
+            reply, acked = await pipe.execute(raise_on_error=False, allow_redirections=False)
+            if isinstance(reply, NoScriptError) and attempt == 0:
+                await client.execute_command("SCRIPT LOAD", source, target_nodes=node)
+                continue
+        except BaseException as exc:
+            _refresh_after(exc, client)
+            raise
+        break
     if isinstance(reply, (MovedError, AskError, TryAgainError)):
         if isinstance(reply, MovedError):
             await learn_moved(client, reply)

@@ -27,6 +27,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from recostate._redis._compat import (
     cluster_needs_slot_map,
     node_connection,
+    node_is_routed,
     node_release,
     reload_slot_map_later,
 )
@@ -93,11 +94,12 @@ class ClusterAutoPipeline:
         held = self._pipes.get(node.name)
         if held is not None and held[0] is node:
             return held[1]
+        pipe = AutoPipeline(_NodeClient(node))  # type: ignore[arg-type]
+        # In place before the first await, so that concurrent callers share it.
+        self._pipes[node.name] = (node, pipe)
         if held is not None:
             # The client replaced the node object (its map was reloaded).
-            await held[1].aclose()
-        pipe = AutoPipeline(_NodeClient(node))  # type: ignore[arg-type]
-        self._pipes[node.name] = (node, pipe)
+            await self._retire(*held)
         return pipe
 
     async def execute(self, *args: Any) -> Any:
@@ -124,9 +126,17 @@ class ClusterAutoPipeline:
             reload_slot_map_later(client)
             raise rexc.ConnectionError("connection closed during the call") from exc
 
+    async def _retire(self, node: ClusterNode, pipe: AutoPipeline) -> None:
+        await pipe.aclose()
+        if not node_is_routed(self._client, node):
+            # The client dropped this node object when it reloaded its map and
+            # closed its connections then; those this pipeline went on using
+            # (a send reconnects) would stay open on an object nobody closes.
+            await node.disconnect()
+
     async def aclose(self) -> None:
         """Stop every node's pipeline."""
         self._closed = True
         pipes, self._pipes = list(self._pipes.values()), {}
-        for _, pipe in pipes:
-            await pipe.aclose()
+        for node, pipe in pipes:
+            await self._retire(node, pipe)

@@ -171,7 +171,7 @@ class Executor:
                 return await self._send(client, "EVALSHA", script.sha, len(keys), *keys, *args)
             except rexc.NoScriptError:
                 # A restarted or failed-over server lost its script cache.
-                await self._load(client, script)
+                await self._load(client, script, keys[0] if keys else None)
                 return await self._send(client, "EVALSHA", script.sha, len(keys), *keys, *args)
 
         return await self._call(operation, script.name)
@@ -197,7 +197,7 @@ class Executor:
                 if isinstance(client, RedisCluster):
                     evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
                     reply, acked = await cluster_run_and_wait(
-                        client, evalsha, keys[0], replicas, timeout_ms
+                        client, evalsha, keys[0], replicas, timeout_ms, source=script.source
                     )
                 else:
                     pipe = client.pipeline(transaction=False)
@@ -215,11 +215,20 @@ class Executor:
 
         return await self._call(operation, script.name)
 
-    async def _load(self, client: Any, script: Script) -> None:
+    async def _load(self, client: Any, script: Script, key: bytes | None = None) -> None:
         if isinstance(client, RedisCluster):
             await client.execute_command(
                 "SCRIPT LOAD", script.source, target_nodes=RedisCluster.PRIMARIES
             )
+            if key is not None:
+                # And on the node that serves the key, as the client sees it
+                # now: while its map catches up with a failover, the promoted
+                # node may not be among the primaries it lists yet.
+                await client.execute_command(
+                    "SCRIPT LOAD",
+                    script.source,
+                    target_nodes=client.get_node_from_key(key),  # type: ignore[arg-type]  # bytes are encoded as is
+                )
         else:
             await client.script_load(script.source)
 
