@@ -29,7 +29,7 @@ from redis.crc import key_slot
 
 from benchmarks.workloads import make_state
 from recostate import RedisStatePersistence, StoreUnavailableError
-from recostate._keys import KeySpace
+from recostate._storage.keys import KeySpace
 from recostate.testing import EmbeddedCluster, EmbeddedRedis, find_server
 
 

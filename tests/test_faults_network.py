@@ -23,7 +23,7 @@ from recostate import (
     StoreUnavailableError,
     VersionConflictError,
 )
-from recostate._scripts import SAVE
+from recostate._storage.scripts import SAVE
 from recostate.testing import EmbeddedRedis, find_server
 from tests.faultproxy import FaultProxy
 
