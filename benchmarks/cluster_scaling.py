@@ -1,7 +1,7 @@
 """Throughput on a Redis Cluster as primaries go from 1 to 3, and the failover window.
 
 Run with ``python -m benchmarks.cluster_scaling`` (``--help`` for the knobs).
-Each step starts its own throwaway cluster (``recostate._cluster_server``) on
+Each step starts its own throwaway cluster (``recostate.testing.EmbeddedCluster``) on
 loopback ports, with no replicas so every node is a primary doing work (the
 first step, for reference, one plain server with ``cluster=False``), runs
 a save/load mix (20% saves) from client processes for a few seconds, and
@@ -29,9 +29,8 @@ from redis.crc import key_slot
 
 from benchmarks.workloads import make_state
 from recostate import RedisStatePersistence, StoreUnavailableError
-from recostate._cluster_server import EmbeddedCluster
-from recostate._server import EmbeddedRedis, find_redis_server, redis_server_version
 from recostate._storage.keys import KeySpace
+from recostate.testing import EmbeddedCluster, EmbeddedRedis, find_server
 
 
 async def _mix(
@@ -166,12 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-failover", action="store_true")
     parser.add_argument("--output", help="also write the JSON here")
     args = parser.parse_args(argv)
-    binary = find_redis_server()
+    binary = find_server()
     if binary is None:
         parser.error("no redis-server found")
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "redis_version": redis_server_version(binary),
+        "redis_version": binary.version,
         "steps": [
             throughput(
                 n, processes=args.processes, seconds=args.seconds, tasks=args.tasks, size=args.size

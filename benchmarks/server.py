@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from recostate._server import EmbeddedRedis, find_redis_server, redis_server_version
+from recostate.testing import EmbeddedRedis, find_server
 
 
 @contextlib.contextmanager
@@ -13,16 +13,16 @@ def benchmark_server(url: str | None) -> Iterator[tuple[str, str]]:
     """Yield ``(url, description)`` of the server to measure against.
 
     ``url`` given: that server (never flushed; only the run's own keys are
-    deleted). Otherwise a throwaway redis-server on a free loopback port, or a
+    deleted). Otherwise a throwaway server (the newest Redis found) on a free loopback port, or a
     testcontainers Redis where no binary is found and a Docker engine answers.
     """
     if url:
         yield url, "given by --redis-url"
         return
-    binary = find_redis_server()
+    binary = find_server()
     if binary is not None:
         with EmbeddedRedis(binary) as server:
-            yield server.url, f"throwaway redis-server {redis_server_version(binary)} ({binary})"
+            yield server.url, f"throwaway {binary}"
         return
     try:
         import docker  # type: ignore[import-untyped]

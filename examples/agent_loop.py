@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from recostate import RedisStatePersistence, VersionConflictError
-from recostate._server import EmbeddedRedis
+from recostate.testing import EmbeddedRedis
 
 STEPS = ("plan", "search", "read", "draft", "review", "answer")
 

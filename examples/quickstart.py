@@ -9,7 +9,7 @@ import asyncio
 import os
 
 from recostate import RedisStatePersistence, VersionConflictError
-from recostate._server import EmbeddedRedis
+from recostate.testing import EmbeddedRedis
 
 
 async def tour(url: str) -> None:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from recostate._persistence import RedisStatePersistence
-from recostate._server import EmbeddedRedis
+from recostate.testing import EmbeddedRedis
 
 __all__ = ["run_demo"]
 

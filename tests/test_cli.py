@@ -19,9 +19,8 @@ import redis
 from click.testing import CliRunner, Result
 
 from recostate import RedisStatePersistence, __version__
-from recostate._cluster_server import EmbeddedCluster
-from recostate._server import EmbeddedRedis
 from recostate.cli import cli
+from recostate.testing import EmbeddedCluster, EmbeddedRedis
 from tests.layout import get_version, set_version, state_ttl
 
 

@@ -20,9 +20,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from recostate import RedisStatePersistence, ReplicationError, StoreUnavailableError
-from recostate._cluster_server import EmbeddedCluster, admin_command
 from recostate._redis.cluster_pipeline import ClusterAutoPipeline
 from recostate._storage.keys import KeySpace
+from recostate.testing import EmbeddedCluster, admin_command
 
 pytestmark = pytest.mark.integration
 
@@ -457,8 +457,8 @@ async def test_client_passed_in_works_and_is_not_closed(
 
 
 def test_cluster_created_without_redis_cli() -> None:
-    with EmbeddedCluster(primaries=3, replicas=0, use_redis_cli=False) as small:
-        assert small.redis_cli is None
+    with EmbeddedCluster(primaries=3, replicas=0, use_cli=False) as small:
+        assert small.cli is None
         primaries = small.primaries()
         assert len(primaries) == 3
         covered = sum(high - low + 1 for node in primaries for low, high in node.slots)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from recostate._server import EmbeddedRedis
+from recostate.testing import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_RUN = "<!-- no-run -->"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from redis import exceptions as rexc
+from redis.asyncio.cluster import RedisCluster
 
 import recostate
 import recostate.sync
@@ -25,6 +26,8 @@ from recostate import (
     VersionNotFoundError,
 )
 from recostate._redis.errors import is_retryable, translate
+from recostate._redis.executor import Executor, RetryPolicy
+from recostate.testing import free_port
 
 PACKAGE = Path(recostate.__file__).parent
 
@@ -224,6 +227,29 @@ def test_other_reply_errors_are_recostate_errors_not_outages(exc: BaseException)
 def test_translate_keeps_recostate_errors() -> None:
     error = IntegrityError("s", 1, "bad")
     assert translate(error) is error
+
+
+async def test_a_recostate_error_raised_inside_a_call_is_not_its_own_cause() -> None:
+    # The cluster gate raises StoreUnavailableError itself when no turn frees
+    # up in time; the executor must raise it as it is, not "from" itself.
+    # The client never connects: the gate times out before any I/O.
+    executor = Executor(
+        lambda: RedisCluster(host="127.0.0.1", port=free_port(), max_connections=1),
+        owns_client=True,
+        retry=RetryPolicy(retries=0),
+        pool_timeout=0.05,
+    )
+    assert isinstance(executor._get_client(), RedisCluster)  # builds the gate, no I/O
+    gate = executor._gate
+    assert gate is not None and gate.size == 1
+    try:
+        async with gate.turn():  # a slow caller holds the only turn
+            with pytest.raises(StoreUnavailableError, match="pool timeout") as caught:
+                await executor.command("GET", "k")
+        assert caught.value.__cause__ is not caught.value
+        assert caught.value.__cause__ is None
+    finally:
+        await executor.aclose()
 
 
 def test_translate_names_the_redis_error_kind() -> None:

@@ -17,7 +17,6 @@ from fastapi import FastAPI, HTTPException, Response
 from pydantic import BaseModel
 
 from recostate import RedisStatePersistence, StoreUnavailableError
-from recostate._server import EmbeddedRedis
 from recostate.contrib.fastapi import (
     ExpectedVersion,
     IdempotencyKey,
@@ -29,6 +28,7 @@ from recostate.contrib.fastapi import (
     recostate_lifespan,
     set_etag,
 )
+from recostate.testing import EmbeddedRedis
 from tests.layout import aget_version, aset_version
 
 

@@ -23,8 +23,8 @@ from recostate import (
     StoreUnavailableError,
     VersionConflictError,
 )
-from recostate._server import EmbeddedRedis, find_redis_server
 from recostate._storage.scripts import SAVE
+from recostate.testing import EmbeddedRedis, find_server
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ HANG = 30.0
 
 @pytest.fixture
 async def server() -> AsyncIterator[EmbeddedRedis]:
-    binary = find_redis_server()
+    binary = find_server()
     if binary is None:
         pytest.skip("no redis-server binary found")
     with EmbeddedRedis(binary) as embedded:

@@ -23,26 +23,22 @@ from recostate import (
     StoreRefusedError,
     StoreUnavailableError,
 )
-from recostate._server import EmbeddedRedis, candidate_binaries, redis_server_version
+from recostate.testing import EmbeddedRedis, ServerBinary, find_server, find_servers
 
 pytestmark = pytest.mark.integration
 
 # A bound no healthy call comes near; reaching it means a call hung.
 HANG = 20.0
 
-BINARIES = candidate_binaries()
-NEWEST = next(iter(BINARIES.values()), None)
+# Every server found (Redis 7.0, Redis 6.2, Valkey 8.1 where installed), by name.
+BINARIES = {binary.name: binary for binary in find_servers()}
+NEWEST = find_server()
 needs_server = pytest.mark.skipif(NEWEST is None, reason="no redis-server binary found")
 
 
-def _major(binary: str) -> int:
-    head = redis_server_version(binary).split(".")[0]
-    return int(head) if head.isdigit() else 7
-
-
-def debug_args(binary: str) -> list[str]:
-    """Arguments that allow DEBUG: Redis 7 refuses it unless told; 6.2 allows it."""
-    return ["--enable-debug-command", "yes"] if _major(binary) >= 7 else []
+def debug_args(binary: ServerBinary) -> list[str]:
+    """Arguments that allow DEBUG: Redis 7 and Valkey refuse it unless told; 6.2 allows it."""
+    return ["--enable-debug-command", "yes"] if binary.major >= 7 else []
 
 
 @pytest.fixture
@@ -78,9 +74,9 @@ def assert_typed(exc: BaseException) -> None:
 # -- kill -9 and restart ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("binary", list(BINARIES.values()), ids=[f"redis-{v}" for v in BINARIES])
+@pytest.mark.parametrize("binary", list(BINARIES.values()), ids=list(BINARIES))
 async def test_kill_9_and_restart_same_store_recovers_and_keeps_acknowledged_saves(
-    binary: str,
+    binary: ServerBinary,
 ) -> None:
     """Saves acknowledged before a SIGKILL survive it (AOF, fsync always); during the
     outage every call fails with StoreUnavailableError; after the restart on the same
@@ -312,8 +308,8 @@ async def test_slow_server_within_the_retries_is_transparent(server: EmbeddedRed
 # -- out of memory (maxmemory, noeviction) ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("binary", list(BINARIES.values()), ids=[f"redis-{v}" for v in BINARIES])
-async def test_out_of_memory_refusal_is_typed_and_changes_nothing(binary: str) -> None:
+@pytest.mark.parametrize("binary", list(BINARIES.values()), ids=list(BINARIES))
+async def test_out_of_memory_refusal_is_typed_and_changes_nothing(binary: ServerBinary) -> None:
     with EmbeddedRedis(binary) as server:
         await _check_out_of_memory(server)
 

@@ -14,7 +14,8 @@ from recostate import (
     StoreClosedError,
     StoreUnavailableError,
 )
-from recostate._server import free_port
+from recostate._redis._compat import pool_connection
+from recostate.testing import free_port
 from tests.conftest import MakeStore, ServerHandle
 
 
@@ -97,7 +98,7 @@ async def test_full_pool_wait_is_bounded(make_store: MakeStore, on_cluster: bool
     assert isinstance(client, aioredis.Redis)
     pool = client.connection_pool
     # Hold the pool's only connection, as a slow caller would.
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    conn = await pool_connection(pool)
     started = time.monotonic()
     try:
         with pytest.raises(StoreUnavailableError, match="pool"):

@@ -18,7 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from recostate import RedisStatePersistence
 from recostate._redis.executor import Executor, RetryPolicy
 from recostate._redis.pipeline import AutoPipeline
-from recostate._server import EmbeddedRedis, find_redis_server
+from recostate.testing import EmbeddedRedis, find_server
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ PAUSE_MS = 1500
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmbeddedRedis]:
-    binary = find_redis_server()
+    binary = find_server()
     if binary is None:
         pytest.skip("no redis-server binary")
     with EmbeddedRedis(binary) as embedded:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from recostate import RedisStatePersistence
-from recostate._server import EmbeddedRedis
+from recostate.testing import EmbeddedRedis
 
 pytest_plugins = ["pytester"]
 

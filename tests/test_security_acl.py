@@ -17,18 +17,18 @@ import redis
 from redis import exceptions as rexc
 
 from recostate import RedisStatePersistence, StoreRefusedError
-from recostate._server import EmbeddedRedis, candidate_binaries, redis_server_version
+from recostate.testing import EmbeddedRedis, find_servers
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "tenant-a"
-BINARIES = candidate_binaries()
+BINARIES = {binary.name: binary for binary in find_servers()}
 
 
 @pytest.fixture(
     scope="module",
     params=list(BINARIES) or ["none"],
-    ids=[f"redis-{v}" for v in BINARIES] or ["none"],
+    ids=list(BINARIES) or ["none"],
 )
 def acl_server(request: pytest.FixtureRequest) -> Iterator[EmbeddedRedis]:
     """A server with three users: limited (+info), limited without info, and elsewhere-only."""
@@ -135,7 +135,7 @@ async def test_without_info_get_stats_reports_what_the_user_may_see(
         info = stats["redis_info"]
         assert info["info_restricted"] is True
         assert isinstance(info["used_memory"], int) and info["used_memory"] > 0
-        assert info["redis_version"] == redis_server_version(acl_server.binary)
+        assert info["redis_version"] == acl_server.server.version
         assert stats["store"]["saves"] == 1
         assert await store.delete("s")
 

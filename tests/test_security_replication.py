@@ -25,7 +25,7 @@ from recostate import (
     StoreUnavailableError,
     VersionConflictError,
 )
-from recostate._server import EmbeddedRedis, find_redis_server
+from recostate.testing import EmbeddedRedis, find_server
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def _wait_linked(primary: EmbeddedRedis, replica: EmbeddedRedis, timeout: float 
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    binary = find_redis_server()
+    binary = find_server()
     if binary is None:
         pytest.skip("no redis-server binary found")
     # No delay before the first full sync (Redis 7 waits 5 s by default for more replicas).

@@ -1,7 +1,7 @@
 """High availability without a cluster: a Sentinel-managed primary, through a failover.
 
 The module starts one primary, one replica and three ``redis-server --sentinel``
-processes on loopback ports (``recostate._sentinel_server``) and stops them;
+processes on loopback ports (``recostate.testing.EmbeddedSentinelGroup``) and stops them;
 the failover test, which leaves the old primary down, runs last.
 """
 
@@ -15,15 +15,14 @@ import pytest
 
 from recostate import ConfigurationError, RedisStatePersistence, StoreUnavailableError
 from recostate._redis.sentinel import parse_sentinel_url
-from recostate._sentinel_server import EmbeddedSentinelGroup
-from recostate._server import find_redis_server
+from recostate.testing import EmbeddedSentinelGroup, find_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def group() -> Iterator[EmbeddedSentinelGroup]:
-    if find_redis_server() is None:
+    if find_server() is None:
         pytest.skip("no redis-server binary")
     with EmbeddedSentinelGroup() as started:
         yield started

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from recostate import IntegrityError, RedisStatePersistence, VersionConflictError, _telemetry
-from recostate._server import EmbeddedRedis
+from recostate.testing import EmbeddedRedis
 from tests.layout import aget_version, aset_version
 
 

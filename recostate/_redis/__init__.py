@@ -3,6 +3,7 @@
 * ``connection``: URL and option checks, building the client and its pool.
 * ``errors``: the translation of redis-py errors into recostate errors.
 * ``executor``: every round trip, with retries, NOSCRIPT reloads and closing.
+* ``_compat``: every use of redis-py's internals, with the versions that need it.
 """
 
 from recostate._redis.connection import (

@@ -15,7 +15,7 @@ retries give it. What it does not do is done here:
 * When it reloads its slot map after CLUSTERDOWN (or after many MOVED
   replies), it closes every connection, including those other calls are
   using at that moment; those calls then fail with an ``AttributeError`` from
-  inside redis-py. :func:`closed_under_call` recognises them so the executor
+  inside redis-py. ``_compat.closed_under_call`` recognises them so the executor
   treats them as the connection errors they are (retried, then
   ``StoreUnavailableError``).
 * ``SCAN`` is per node. :func:`scan_primaries` scans every primary that
@@ -32,18 +32,17 @@ retries give it. What it does not do is done here:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
-import redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
     ClusterError,
     MovedError,
+    NoScriptError,
     RedisClusterException,
     TryAgainError,
 )
@@ -51,10 +50,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from recostate._errors import StoreUnavailableError
+from recostate._redis._compat import (
+    cluster_needs_slot_map,
+    learn_moved,
+    node_use,
+    reload_slot_map,
+    reload_slot_map_later,
+    semaphore_free,
+)
 
 __all__ = [
     "ClusterGate",
-    "closed_under_call",
     "cluster_pool_figures",
     "pipeline_on_node",
     "run_and_wait",
@@ -66,19 +72,6 @@ Call = Callable[[Callable[[Any], Awaitable[T]], str], Awaitable[T]]
 
 #: How many times a scan starts over because the slot map changed under it.
 SCAN_ROUNDS = 3
-
-
-_REDIS_PY = os.path.dirname(os.path.abspath(redis.__file__)) + os.sep
-
-
-def closed_under_call(exc: BaseException) -> bool:
-    """Tell whether ``exc`` is redis-py using a connection another task just closed."""
-    if not isinstance(exc, AttributeError) or "'NoneType'" not in str(exc):
-        return False
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_REDIS_PY)
 
 
 class ClusterGate:
@@ -111,13 +104,13 @@ class ClusterGate:
         together, and their requests get mixed up on shared connections (the
         server then drops them). One task loads; the others wait for it.
         """
-        if not client._initialize:
+        if not cluster_needs_slot_map(client):
             return
         loop = asyncio.get_running_loop()
         if self._init is None or self._init[0] is not loop:
             self._init = (loop, asyncio.Lock())
         async with self._init[1]:
-            if client._initialize:
+            if cluster_needs_slot_map(client):
                 try:
                     await client.initialize()
                 except RedisClusterException as exc:
@@ -129,7 +122,7 @@ class ClusterGate:
         """Calls holding a turn right now."""
         if self._slot is None:
             return 0
-        return self.size - self._slot[1]._value
+        return self.size - semaphore_free(self._slot[1])
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -156,12 +149,11 @@ def cluster_pool_figures(client: RedisCluster, gate: ClusterGate | None) -> dict
     """Return the connection figures of every node of ``client``, and their sums."""
     per_node: dict[str, dict[str, Any]] = {}
     for node in client.get_nodes():
-        connections = len(getattr(node, "_connections", ()))
-        idle = len(getattr(node, "_free", ()))
+        in_use, idle = node_use(node)
         per_node[node.name] = {
             "role": getattr(node, "server_type", None) or "unknown",
             "max_connections": int(getattr(node, "max_connections", 0) or 0),
-            "in_use": connections - idle,
+            "in_use": in_use,
             "idle": idle,
         }
     limit = int(client.get_connection_kwargs().get("max_connections", 0) or 0)
@@ -199,7 +191,7 @@ async def _primary(client: RedisCluster, name: str) -> Any:
     node = client.get_node(node_name=name)
     if node is None:
         # The slot map names a node this client has not met yet: reload it.
-        await client.nodes_manager.initialize()
+        await reload_slot_map(client)
         node = client.get_node(node_name=name)
     if node is None:
         raise ClusterError(f"the cluster names a primary {name} no client knows yet")
@@ -275,9 +267,7 @@ async def scan_primaries(
 
 def _refresh_after(exc: BaseException, client: RedisCluster) -> None:
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
-        # What RedisCluster.execute_command does after a connection error (its
-        # pipelines do not, with retries off): reload the slot map next time.
-        client._initialize = True
+        reload_slot_map_later(client)
 
 
 async def pipeline_on_node(client: RedisCluster, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -297,7 +287,13 @@ async def pipeline_on_node(client: RedisCluster, commands: list[tuple[Any, ...]]
 
 
 async def run_and_wait(
-    client: RedisCluster, evalsha: tuple[Any, ...], key: bytes, replicas: int, timeout_ms: int
+    client: RedisCluster,
+    evalsha: tuple[Any, ...],
+    key: bytes,
+    replicas: int,
+    timeout_ms: int,
+    *,
+    source: str | bytes,
 ) -> tuple[Any, Any]:
     """Send ``EVALSHA`` and ``WAIT`` in one batch on one connection of the key's primary.
 
@@ -306,25 +302,34 @@ async def run_and_wait(
     (redis-py sends a node's share of a pipeline on one connection). A
     redirection means the script did not run there: it is raised as a
     retryable ``ClusterError`` (after the slot map learnt the move) rather
-    than followed, which would run the script on another connection.
+    than followed, which would run the script on another connection. A node
+    that does not know the script (a promoted replica, a restarted node) is
+    given it (``source``) and the batch is sent once more: loading it on the
+    primaries the client knows may miss the very node that serves the key
+    while the client's map is still catching up with a failover.
     Returns the script's reply (or its error) and ``WAIT``'s.
     """
-    if client._initialize:
+    if cluster_needs_slot_map(client):
         await client.initialize()
     node = client.get_node_from_key(key)  # type: ignore[arg-type]  # bytes are encoded as is
     if node is None:
         raise ClusterError("no primary is known for the state's slot")
-    pipe = client.pipeline(transaction=False)
-    pipe.execute_command(*evalsha, target_nodes=node)
-    pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
-    try:
-        reply, acked = await pipe.execute(raise_on_error=False, allow_redirections=False)
-    except BaseException as exc:
-        _refresh_after(exc, client)
-        raise
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        pipe.execute_command(*evalsha, target_nodes=node)
+        pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+        try:
+            reply, acked = await pipe.execute(raise_on_error=False, allow_redirections=False)
+            if isinstance(reply, NoScriptError) and attempt == 0:
+                await client.execute_command("SCRIPT LOAD", source, target_nodes=node)
+                continue
+        except BaseException as exc:
+            _refresh_after(exc, client)
+            raise
+        break
     if isinstance(reply, (MovedError, AskError, TryAgainError)):
         if isinstance(reply, MovedError):
-            await client.nodes_manager.move_slot(reply)
+            await learn_moved(client, reply)
         raise ClusterError(f"the state's slot is moving ({type(reply).__name__})") from reply
     if isinstance(reply, (RedisConnectionError, RedisTimeoutError)):
         _refresh_after(reply, client)

@@ -24,6 +24,13 @@ from typing import Any
 from redis import exceptions as rexc
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+from recostate._redis._compat import (
+    cluster_needs_slot_map,
+    node_connection,
+    node_is_routed,
+    node_release,
+    reload_slot_map_later,
+)
 from recostate._redis.pipeline import AutoPipeline
 
 __all__ = ["ClusterAutoPipeline"]
@@ -51,10 +58,10 @@ class _NodePool:
     async def get_connection(self) -> Any:
         # Fails at once (MaxConnectionsError) when the node's connections are
         # all busy; the executor's gate keeps that from happening.
-        return self._node.acquire_connection()
+        return node_connection(self._node)
 
     async def release(self, connection: Any) -> None:
-        self._node.release(connection)
+        node_release(self._node, connection)
 
 
 class _NodeClient:
@@ -87,17 +94,18 @@ class ClusterAutoPipeline:
         held = self._pipes.get(node.name)
         if held is not None and held[0] is node:
             return held[1]
+        pipe = AutoPipeline(_NodeClient(node))  # type: ignore[arg-type]
+        # In place before the first await, so that concurrent callers share it.
+        self._pipes[node.name] = (node, pipe)
         if held is not None:
             # The client replaced the node object (its map was reloaded).
-            await held[1].aclose()
-        pipe = AutoPipeline(_NodeClient(node))  # type: ignore[arg-type]
-        self._pipes[node.name] = (node, pipe)
+            await self._retire(*held)
         return pipe
 
     async def execute(self, *args: Any) -> Any:
         """Send one command in the next batch to its key's node; return its parsed reply."""
         client = self._client
-        key = None if self._closed or client._initialize else _key(args)
+        key = None if self._closed or cluster_needs_slot_map(client) else _key(args)
         if key is None:
             return await client.execute_command(*args)
         try:
@@ -111,16 +119,24 @@ class ClusterAutoPipeline:
             # Not run there: the client follows the redirection and learns it.
             return await client.execute_command(*args)
         except (rexc.ConnectionError, rexc.TimeoutError, OSError):
-            client._initialize = True
+            reload_slot_map_later(client)
             raise
         except AttributeError as exc:
             # The cluster client closed this node's connections under the batch.
-            client._initialize = True
+            reload_slot_map_later(client)
             raise rexc.ConnectionError("connection closed during the call") from exc
+
+    async def _retire(self, node: ClusterNode, pipe: AutoPipeline) -> None:
+        await pipe.aclose()
+        if not node_is_routed(self._client, node):
+            # The client dropped this node object when it reloaded its map and
+            # closed its connections then; those this pipeline went on using
+            # (a send reconnects) would stay open on an object nobody closes.
+            await node.disconnect()
 
     async def aclose(self) -> None:
         """Stop every node's pipeline."""
         self._closed = True
         pipes, self._pipes = list(self._pipes.values()), {}
-        for _, pipe in pipes:
-            await pipe.aclose()
+        for node, pipe in pipes:
+            await self._retire(node, pipe)

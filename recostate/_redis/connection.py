@@ -30,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from recostate._errors import ConfigurationError
+from recostate._redis._compat import pool_use
 from recostate._redis.cluster import cluster_pool_figures
 from recostate._redis.sentinel import (
     SENTINEL_OPTIONS,
@@ -216,11 +217,12 @@ def pool_figures(client: AnyRedis) -> dict[str, Any]:
     if isinstance(client, RedisCluster):
         return cluster_pool_figures(client, None)
     pool = client.connection_pool
+    in_use, idle = pool_use(pool)
     return {
         "kind": type(pool).__name__,
         "max_connections": int(pool.max_connections),
-        "in_use": len(getattr(pool, "_in_use_connections", ())),
-        "idle": len(getattr(pool, "_available_connections", ())),
+        "in_use": in_use,
+        "idle": idle,
         "timeout": getattr(pool, "timeout", None),
     }
 

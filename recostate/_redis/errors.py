@@ -19,6 +19,7 @@ from __future__ import annotations
 from redis import exceptions as rexc
 
 from recostate._errors import RecostateError, StoreRefusedError, StoreUnavailableError
+from recostate._redis._compat import is_pool_exhausted
 
 __all__ = ["is_retryable", "translate"]
 
@@ -45,8 +46,6 @@ _REFUSALS: tuple[type[BaseException], ...] = (
 
 _REFUSAL_MARKERS = ("OOM command not allowed", "NOPERM", "NOAUTH", "WRONGPASS")
 
-_POOL_EXHAUSTED = "No connection available."
-
 # A script on a cluster node whose slot is being migrated touched a key that
 # has already left (or a new one, which belongs to the target now). Redis
 # stops the script at that command; recostate's scripts do every read before
@@ -54,15 +53,11 @@ _POOL_EXHAUSTED = "No connection available."
 _SLOT_MOVING = "Script attempted to access a non local key in a cluster node"
 
 
-def _is_pool_exhausted(exc: BaseException) -> bool:
-    # The blocking pool already waited its full timeout: retrying would only
-    # multiply the wait the user bounded.
-    return isinstance(exc, rexc.ConnectionError) and str(exc) == _POOL_EXHAUSTED
-
-
 def is_retryable(exc: BaseException) -> bool:
     """Tell whether the command that raised ``exc`` may succeed if sent again."""
-    if isinstance(exc, _REFUSALS) or _is_pool_exhausted(exc):
+    # A blocking pool that already waited its full timeout: retrying would
+    # only multiply the wait the user bounded.
+    if isinstance(exc, _REFUSALS) or is_pool_exhausted(exc):
         return False
     if isinstance(exc, (rexc.ConnectionError, *_RETRYABLE)):
         return True
@@ -79,7 +74,7 @@ def translate(exc: BaseException) -> RecostateError:
     kind = type(exc).__name__
     if isinstance(exc, _REFUSALS):
         return StoreRefusedError(f"the Redis server refused the command ({kind}): {exc}")
-    if _is_pool_exhausted(exc):
+    if is_pool_exhausted(exc):
         return StoreUnavailableError(
             "no Redis connection became free before the pool timeout "
             "(raise redis_options['max_connections'] or the pool timeout)"

@@ -21,9 +21,9 @@ from redis import exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 
 from recostate._errors import StoreClosedError
+from recostate._redis._compat import closed_under_call
 from recostate._redis.cluster import (
     ClusterGate,
-    closed_under_call,
     cluster_pool_figures,
     pipeline_on_node,
     scan_primaries,
@@ -148,7 +148,12 @@ class Executor:
                     )
                     await anyio.sleep(delay)
                     continue
-                raise translate(exc) from exc
+                error = translate(exc)
+                if error is exc:
+                    # Already a recostate error (the cluster gate's timeout):
+                    # ``from exc`` would make it its own cause.
+                    raise
+                raise error from exc
 
     async def ping(self) -> None:
         """Connect if needed and check the server answers."""
@@ -166,7 +171,7 @@ class Executor:
                 return await self._send(client, "EVALSHA", script.sha, len(keys), *keys, *args)
             except rexc.NoScriptError:
                 # A restarted or failed-over server lost its script cache.
-                await self._load(client, script)
+                await self._load(client, script, keys[0] if keys else None)
                 return await self._send(client, "EVALSHA", script.sha, len(keys), *keys, *args)
 
         return await self._call(operation, script.name)
@@ -192,7 +197,7 @@ class Executor:
                 if isinstance(client, RedisCluster):
                     evalsha = ("EVALSHA", script.sha, len(keys), *keys, *args)
                     reply, acked = await cluster_run_and_wait(
-                        client, evalsha, keys[0], replicas, timeout_ms
+                        client, evalsha, keys[0], replicas, timeout_ms, source=script.source
                     )
                 else:
                     pipe = client.pipeline(transaction=False)
@@ -210,11 +215,20 @@ class Executor:
 
         return await self._call(operation, script.name)
 
-    async def _load(self, client: Any, script: Script) -> None:
+    async def _load(self, client: Any, script: Script, key: bytes | None = None) -> None:
         if isinstance(client, RedisCluster):
             await client.execute_command(
                 "SCRIPT LOAD", script.source, target_nodes=RedisCluster.PRIMARIES
             )
+            if key is not None:
+                # And on the node that serves the key, as the client sees it
+                # now: while its map catches up with a failover, the promoted
+                # node may not be among the primaries it lists yet.
+                await client.execute_command(
+                    "SCRIPT LOAD",
+                    script.source,
+                    target_nodes=client.get_node_from_key(key),  # type: ignore[arg-type]  # bytes are encoded as is
+                )
         else:
             await client.script_load(script.source)
 

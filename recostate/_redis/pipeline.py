@@ -40,6 +40,9 @@ from redis import exceptions as rexc
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
+from recostate._redis._compat import INCOMPLETE as _INCOMPLETE
+from recostate._redis._compat import hiredis_reader, pool_connection, push_handler
+
 __all__ = ["DEFAULT_LANES", "DEFAULT_MAX_BATCH", "DEFAULT_MAX_BATCH_BYTES", "AutoPipeline"]
 
 logger = logging.getLogger("recostate.redis")
@@ -74,25 +77,7 @@ def _fallback_packer() -> AbstractConnection:
     return _packer
 
 
-try:  # redis-py's "incomplete reply" marker for its hiredis reader
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _INCOMPLETE
-except ImportError:  # pragma: no cover - another redis-py layout
-    _INCOMPLETE = False
 _PUSH = getattr(hiredis, "PushNotification", None)
-
-
-def _buffered_reader(connection: AbstractConnection) -> Any:
-    """Return the hiredis reader behind ``connection``, or ``None`` to use ``read_response()``.
-
-    redis-py keeps it private (``connection._parser._reader``); when its
-    shape differs, every reply simply goes through ``read_response()``.
-    """
-    if _INCOMPLETE is False and getattr(connection, "protocol", 2) not in (2, "2"):
-        return None  # RESP3 has a boolean false that would read as "incomplete"
-    reader = getattr(getattr(connection, "_parser", None), "_reader", None)
-    return reader if isinstance(reader, hiredis.Reader) else None
-
-
 _SPECIAL: tuple[type, ...] = (rexc.ConnectionError, rexc.ResponseError) + (
     (_PUSH,) if _PUSH is not None else ()
 )
@@ -112,7 +97,7 @@ async def _next_reply(connection: AbstractConnection, reader: Any, reply: Any) -
             return reply
         if _PUSH is not None and isinstance(reply, _PUSH):
             # Out-of-band (RESP3 push): redis-py's handler gets it, as it would.
-            handler = getattr(getattr(connection, "_parser", None), "handle_push_response", None)
+            handler = push_handler(connection)
             if handler is not None:
                 await handler(reply)
             reply = reader.gets()
@@ -226,7 +211,7 @@ class AutoPipeline:
                         break
                 if connection is None:
                     try:
-                        connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+                        connection = await pool_connection(self._pool)
                     except Exception as exc:
                         self._fail(self._take(), exc)
                         continue
@@ -266,7 +251,7 @@ class AutoPipeline:
             check_health=False,
         )
         callbacks = self._callbacks
-        reader = _buffered_reader(connection)
+        reader = hiredis_reader(connection)
         for index, request in enumerate(batch):
             try:
                 # Replies already buffered are taken straight from the parser:

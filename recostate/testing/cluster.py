@@ -1,11 +1,12 @@
-"""A throwaway Redis Cluster on loopback ports, for tests and benchmarks.
+"""A throwaway Redis (or Valkey) Cluster on loopback ports, for tests and benchmarks.
 
-:class:`EmbeddedCluster` starts ``primaries * (1 + replicas)`` redis-server
-processes (:class:`~recostate._server.EmbeddedRedis`) with ``cluster-enabled
+:class:`EmbeddedCluster` starts ``primaries * (1 + replicas)`` server
+processes (:class:`~recostate.testing.EmbeddedRedis`) with ``cluster-enabled
 yes`` and a short ``cluster-node-timeout``, so that a killed primary is
 replaced by its replica within a few seconds. The cluster is created with
-``redis-cli --cluster create`` when a ``redis-cli`` is found (and there are
-at least 3 primaries, which it requires), otherwise with
+``redis-cli --cluster create`` (``valkey-cli`` for Valkey) when the client
+that comes with the server is found (and there are at least 3 primaries,
+which it requires), otherwise with
 ``CLUSTER ADDSLOTS`` / ``MEET`` / ``REPLICATE``; :meth:`EmbeddedCluster.start`
 returns once every node reports ``cluster_state:ok``, agrees on who serves
 every slot, and every replica is in sync.
@@ -15,26 +16,28 @@ a node, waiting for a failover, and moving slots between primaries with
 ``CLUSTER SETSLOT`` + ``MIGRATE``, the steps ``redis-cli --cluster reshard``
 takes.
 
-This module speaks RESP over a plain socket (only ``recostate._redis`` imports
-redis-py), which is all the administration commands need.
+Administration commands go through :func:`recostate.testing.resp.admin_command`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
 
-from recostate._server import EmbeddedRedis, find_redis_server, free_port
+from recostate.testing.resp import RespError, admin_command, text
+from recostate.testing.servers import (
+    EmbeddedRedis,
+    ServerBinary,
+    ServerGroup,
+    free_port,
+    resolve_binary,
+    wait_until,
+)
 
-__all__ = ["SLOTS", "ClusterNodeInfo", "EmbeddedCluster", "admin_command", "find_redis_cli"]
+__all__ = ["SLOTS", "ClusterNodeInfo", "EmbeddedCluster"]
 
 #: The number of hash slots of a Redis Cluster.
 SLOTS = 16384
@@ -42,82 +45,8 @@ SLOTS = 16384
 # The cluster bus listens on port + 10000 (the only choice before Redis 7).
 _BUS_OFFSET = 10000
 
-
-class RespError(Exception):
-    """An error reply of a server to an administration command."""
-
-
-def _encode(args: Sequence[Any]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        raw = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
-        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(out)
-
-
-class _Reader:
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._buf = b""
-
-    def _fill(self) -> None:
-        chunk = self._sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the server closed the connection")
-        self._buf += chunk
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self._buf:
-            self._fill()
-        line, self._buf = self._buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, size: int) -> bytes:
-        while len(self._buf) < size + 2:
-            self._fill()
-        data, self._buf = self._buf[:size], self._buf[size + 2 :]
-        return data
-
-    def reply(self) -> Any:
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            return RespError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            size = int(rest)
-            return None if size < 0 else self._exact(size)
-        if kind == b"*":
-            count = int(rest)
-            return None if count < 0 else [self.reply() for _ in range(count)]
-        raise ConnectionError(f"unexpected RESP reply {line[:40]!r}")
-
-
-def admin_command(port: int, *args: Any, host: str = "127.0.0.1", timeout: float = 10.0) -> Any:
-    """Send one command to ``host:port`` and return its reply; ``RespError`` on an error reply."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(_encode(args))
-        reply = _Reader(sock).reply()
-    if isinstance(reply, RespError):
-        raise reply
-    return reply
-
-
-def _text(reply: Any) -> str:
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
-
-
-def find_redis_cli(server_binary: str) -> str | None:
-    """Return the ``redis-cli`` beside ``server_binary``, else the one on ``PATH``."""
-    beside = os.path.join(os.path.dirname(os.path.realpath(server_binary)), "redis-cli")
-    plain = os.path.join(os.path.dirname(server_binary), "redis-cli")
-    for path in (plain, beside):
-        if os.access(path, os.X_OK):
-            return path
-    return shutil.which("redis-cli")
+# Keys moved per MIGRATE call while resharding (its timeout is 10,000 ms).
+_MIGRATE_BATCH = 10_000
 
 
 def _bindable(port: int) -> bool:
@@ -188,8 +117,8 @@ def _parse_nodes(text: str) -> list[ClusterNodeInfo]:
     return nodes
 
 
-class EmbeddedCluster:
-    """A Redis Cluster of redis-server processes this program started, and stops.
+class EmbeddedCluster(ServerGroup):
+    """A Redis (or Valkey) Cluster of server processes this program started, and stops.
 
     Example::
 
@@ -197,35 +126,35 @@ class EmbeddedCluster:
             store = RedisStatePersistence(cluster.url, cluster=True)
 
     Args:
-        binary: the redis-server to run (default: the newest found).
+        binary: the server to run: a :class:`~recostate.testing.ServerBinary`,
+            a path, or ``None`` for :func:`~recostate.testing.find_server`.
         primaries: how many primaries share the 16384 slots.
         replicas: replicas per primary.
         node_timeout_ms: ``cluster-node-timeout``: how long a silent node has
             before it is failed over.
-        use_redis_cli: create the cluster with ``redis-cli --cluster create``
-            when one is found (``False``: always with ``CLUSTER`` commands).
+        use_cli: create the cluster with ``redis-cli --cluster create`` (or
+            ``valkey-cli``) when one is found (``False``: always with
+            ``CLUSTER`` commands).
     """
 
     def __init__(
         self,
-        binary: str | None = None,
+        binary: str | ServerBinary | None = None,
         *,
         primaries: int = 3,
         replicas: int = 1,
         node_timeout_ms: int = 1000,
-        use_redis_cli: bool = True,
+        use_cli: bool = True,
     ) -> None:
-        found = binary or find_redis_server()
-        if found is None:
-            raise RuntimeError("no redis-server found to start a cluster with")
         if primaries < 1 or replicas < 0:
             raise ValueError("a cluster needs at least one primary")
-        self.binary = found
+        self.server = resolve_binary(binary)
+        self.binary = self.server.path
         self.host = "127.0.0.1"
         self.primary_count = primaries
         self.replica_count = replicas
         self.node_timeout_ms = node_timeout_ms
-        self.redis_cli = find_redis_cli(found) if use_redis_cli else None
+        self.cli = self.server.cli if use_cli else None
         self.nodes: list[EmbeddedRedis] = []
 
     # -- addresses ----------------------------------------------------------------------
@@ -245,9 +174,13 @@ class EmbeddedCluster:
         """The ports of every node, in start order."""
         return [node.port for node in self.nodes]
 
+    def processes(self) -> list[EmbeddedRedis]:
+        """Return every node, in start order."""
+        return list(self.nodes)
+
     def node(self, port: int) -> EmbeddedRedis:
         """Return the node listening on ``port``."""
-        return next(node for node in self.nodes if node.port == port)
+        return self.process(port)
 
     # -- starting and stopping -------------------------------------------------------------
 
@@ -276,11 +209,11 @@ class EmbeddedCluster:
             for _ in range(total):
                 port = _free_node_port(taken)
                 taken.update((port, port + _BUS_OFFSET))
-                self.nodes.append(EmbeddedRedis(self.binary, args=self._node_args(), port=port))
+                self.nodes.append(EmbeddedRedis(self.server, args=self._node_args(), port=port))
             for node in self.nodes:
                 node.start()
             # redis-cli refuses to create a cluster of fewer than 3 primaries.
-            if self.redis_cli and self.primary_count >= 3:
+            if self.cli and self.primary_count >= 3:
                 self._create_with_cli(timeout)
             else:
                 self._create_with_commands(timeout)
@@ -291,11 +224,11 @@ class EmbeddedCluster:
         return self
 
     def _create_with_cli(self, timeout: float) -> None:
-        assert self.redis_cli is not None
+        assert self.cli is not None
         addresses = [f"{self.host}:{node.port}" for node in self.nodes]
         result = subprocess.run(
             [
-                self.redis_cli,
+                self.cli,
                 "--cluster",
                 "create",
                 *addresses,
@@ -309,7 +242,7 @@ class EmbeddedCluster:
             check=False,
         )
         if result.returncode != 0 or "[OK] All 16384 slots covered" not in result.stdout:
-            raise RuntimeError(f"redis-cli --cluster create failed: {result.stdout[-2000:]}")
+            raise RuntimeError(f"{self.cli} --cluster create failed: {result.stdout[-2000:]}")
 
     def _create_with_commands(self, timeout: float) -> None:
         primaries = self.nodes[: self.primary_count]
@@ -321,19 +254,18 @@ class EmbeddedCluster:
         first = self.nodes[0].port
         for node in self.nodes[1:]:
             admin_command(node.port, "CLUSTER", "MEET", self.host, first)
-        ids = {node.port: _text(admin_command(node.port, "CLUSTER", "MYID")) for node in self.nodes}
-        deadline = time.monotonic() + timeout
+        ids = {node.port: text(admin_command(node.port, "CLUSTER", "MYID")) for node in self.nodes}
         for index, node in enumerate(self.nodes[self.primary_count :]):
             primary = primaries[index % self.primary_count]
+
             # A node can only replicate a primary it has heard of through gossip.
-            while True:
-                try:
-                    admin_command(node.port, "CLUSTER", "REPLICATE", ids[primary.port])
-                    break
-                except RespError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            def replicates(port: int = node.port, primary_id: str = ids[primary.port]) -> bool:
+                with contextlib.suppress(RespError):
+                    admin_command(port, "CLUSTER", "REPLICATE", primary_id)
+                    return True
+                return False
+
+            wait_until(replicates, timeout, "a replica could not follow its primary")
 
     def topology(self, via: int | None = None) -> list[ClusterNodeInfo]:
         """Return ``CLUSTER NODES`` as seen from the node on port ``via`` (default: any live one)."""
@@ -341,7 +273,7 @@ class EmbeddedCluster:
         last: Exception | None = None
         for port in ports:
             try:
-                return _parse_nodes(_text(admin_command(port, "CLUSTER", "NODES")))
+                return _parse_nodes(text(admin_command(port, "CLUSTER", "NODES")))
             except (OSError, RespError) as exc:
                 last = exc
         raise RuntimeError(f"no node answered CLUSTER NODES: {last}")
@@ -351,11 +283,11 @@ class EmbeddedCluster:
         views = []
         for node in running:
             try:
-                info = _text(admin_command(node.port, "CLUSTER", "INFO", timeout=2))
+                info = text(admin_command(node.port, "CLUSTER", "INFO", timeout=2))
                 if "cluster_state:ok" not in info:
                     return False
                 views.append(self.topology(node.port))
-                replication = _text(admin_command(node.port, "INFO", "replication"))
+                replication = text(admin_command(node.port, "INFO", "replication"))
                 if "role:slave" in replication and "master_link_status:up" not in replication:
                     return False
             except (OSError, RespError):
@@ -372,29 +304,12 @@ class EmbeddedCluster:
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         """Wait until every running node reports ``cluster_state:ok`` and they all agree."""
-        deadline = time.monotonic() + timeout
-        while not self._healthy():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the cluster did not become healthy in time")
-            time.sleep(0.1)
+        wait_until(self._healthy, timeout, "the cluster did not become healthy", step=0.1)
 
     def stop(self) -> None:
         """Stop every node and remove their directories."""
-        for node in self.nodes:
-            with contextlib.suppress(Exception):
-                node.stop()
+        super().stop()
         self.nodes = []
-
-    def __enter__(self) -> EmbeddedCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- roles, failover ------------------------------------------------------------------
 
@@ -409,24 +324,24 @@ class EmbeddedCluster:
         """Return the live replicas of ``primary``."""
         return [n for n in self.topology() if n.primary_id == primary.node_id and not n.failed]
 
-    def kill(self, port: int) -> None:
-        """Kill the node on ``port`` with SIGKILL (its data directory is kept)."""
-        self.node(port).kill()
-
-    def restart(self, port: int, timeout: float = 30.0) -> None:
-        """Start the killed node on ``port`` again; it rejoins the cluster from ``nodes.conf``."""
-        self.node(port).start(timeout)
-
     def wait_promoted(self, old_primary: ClusterNodeInfo, timeout: float = 30.0) -> int:
-        """Wait until a replica serves ``old_primary``'s slots; return its port."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Wait until a replica serves ``old_primary``'s slots; return its port.
+
+        (A killed node started again with :meth:`restart` rejoins the cluster
+        from its ``nodes.conf``.)
+        """
+        promoted: list[int] = []
+
+        def taken_over() -> bool:
             with contextlib.suppress(RuntimeError):
                 for node in self.primaries():
                     if node.port != old_primary.port and set(old_primary.slots) <= set(node.slots):
-                        return node.port
-            time.sleep(0.1)
-        raise RuntimeError("no replica took over the killed primary's slots in time")
+                        promoted.append(node.port)
+                        return True
+            return False
+
+        wait_until(taken_over, timeout, "no replica took over the killed primary's slots", step=0.1)
+        return promoted[0]
 
     # -- resharding -----------------------------------------------------------------------
 
@@ -435,10 +350,15 @@ class EmbeddedCluster:
     ) -> int:
         """Move ``slots`` from ``source`` to ``target`` while clients keep working.
 
-        Follows the protocol ``redis-cli --cluster reshard`` uses: mark the slot
-        IMPORTING on the target and MIGRATING on the source, MIGRATE its keys,
-        then assign it to the target on every primary. All keys of a slot move
-        in one MIGRATE call, so a state's keys are never split between nodes.
+        Follows the protocol ``redis-cli --cluster reshard`` uses, one slot at
+        a time: mark the slot IMPORTING on the target and MIGRATING on the
+        source, move its keys with ``MIGRATE ... KEYS`` in batches of up to
+        10,000 (``CLUSTER GETKEYSINSLOT``) until none is left, then assign the
+        slot to the target on every primary. A slot holding more keys than one
+        batch is split between the two nodes while it moves: clients are sent
+        to the target (``ASK``) for keys already moved, and a command or script
+        that needs keys on both sides gets ``TRYAGAIN`` (or a "non local key"
+        script error, which recostate retries) until the slot has moved.
         Returns the number of keys moved.
         """
         moved = 0
@@ -446,7 +366,7 @@ class EmbeddedCluster:
             admin_command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
             admin_command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
             while True:
-                keys = admin_command(source.port, "CLUSTER", "GETKEYSINSLOT", slot, 10_000)
+                keys = admin_command(source.port, "CLUSTER", "GETKEYSINSLOT", slot, _MIGRATE_BATCH)
                 if not keys:
                     break
                 admin_command(

@@ -11,25 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from collections.abc import Sequence
-from types import TracebackType
 
-from recostate._cluster_server import RespError, admin_command
-from recostate._server import EmbeddedRedis, find_redis_server
+from recostate.testing.resp import RespError, admin_command, text
+from recostate.testing.servers import (
+    EmbeddedRedis,
+    ServerBinary,
+    ServerGroup,
+    resolve_binary,
+    wait_until,
+)
 
 __all__ = ["EmbeddedSentinelGroup", "SentinelProcess"]
 
 
-def _text(reply: object) -> str:
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
-
-
 class SentinelProcess(EmbeddedRedis):
-    """A ``redis-server --sentinel`` process with its own (rewritable) config file.
+    """A ``redis-server --sentinel`` (or ``valkey-server``) process with its own config file.
+
+    The Sentinel rewrites the file as it learns the group, so a restarted
+    Sentinel remembers it.
 
     Args:
-        binary: the redis-server to run.
+        binary: the server to run.
         service: the name of the monitored primary.
         primary_port: the port the primary listens on, at start.
         quorum: how many Sentinels must agree that the primary is down.
@@ -38,7 +40,7 @@ class SentinelProcess(EmbeddedRedis):
 
     def __init__(
         self,
-        binary: str,
+        binary: str | ServerBinary,
         *,
         service: str,
         primary_port: int,
@@ -59,24 +61,10 @@ class SentinelProcess(EmbeddedRedis):
         if not os.path.exists(conf):
             with open(conf, "w") as out:
                 out.write("\n".join(self.settings) + "\n")
-        return [
-            self.binary,
-            conf,
-            "--sentinel",
-            "--port",
-            str(self.port),
-            "--bind",
-            self.host,
-            "--dir",
-            self.directory,
-            "--logfile",
-            os.path.join(self.directory, "redis.log"),
-            "--daemonize",
-            "no",
-        ]
+        return [self.binary, conf, "--sentinel", *self.process_args()]
 
 
-class EmbeddedSentinelGroup:
+class EmbeddedSentinelGroup(ServerGroup):
     """A primary, its replicas and three Sentinels this program started, and stops.
 
     Example::
@@ -85,7 +73,8 @@ class EmbeddedSentinelGroup:
             store = RedisStatePersistence(group.url)
 
     Args:
-        binary: the redis-server to run (default: the newest found).
+        binary: the server to run: a :class:`~recostate.testing.ServerBinary`,
+            a path, or ``None`` for :func:`~recostate.testing.find_server`.
         replicas: how many replicas follow the primary.
         sentinels: how many Sentinels watch it (the quorum is a majority).
         service: the monitored service name.
@@ -94,17 +83,15 @@ class EmbeddedSentinelGroup:
 
     def __init__(
         self,
-        binary: str | None = None,
+        binary: str | ServerBinary | None = None,
         *,
         replicas: int = 1,
         sentinels: int = 3,
         service: str = "recostate",
         down_after_ms: int = 1000,
     ) -> None:
-        found = binary or find_redis_server()
-        if found is None:
-            raise RuntimeError("no redis-server found to start Sentinels with")
-        self.binary = found
+        self.server_binary = resolve_binary(binary)
+        self.binary = self.server_binary.path
         self.service = service
         self.replica_count = replicas
         self.sentinel_count = sentinels
@@ -118,6 +105,10 @@ class EmbeddedSentinelGroup:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         return f"redis+sentinel://{hosts}/{self.service}/0"
 
+    def processes(self) -> list[EmbeddedRedis]:
+        """Return the Sentinels, then the servers."""
+        return [*self.sentinels, *self.servers]
+
     def server(self, port: int) -> EmbeddedRedis:
         """Return the Redis server listening on ``port``."""
         return next(server for server in self.servers if server.port == port)
@@ -129,15 +120,15 @@ class EmbeddedSentinelGroup:
     def start(self, timeout: float = 60.0) -> EmbeddedSentinelGroup:
         """Start the primary, the replicas and the Sentinels; wait until all see each other."""
         try:
-            primary = EmbeddedRedis(self.binary, args=self._server_args()).start()
+            primary = EmbeddedRedis(self.server_binary, args=self._server_args()).start()
             self.servers.append(primary)
             for _ in range(self.replica_count):
                 args = [*self._server_args(), "--replicaof", "127.0.0.1", str(primary.port)]
-                self.servers.append(EmbeddedRedis(self.binary, args=args).start())
+                self.servers.append(EmbeddedRedis(self.server_binary, args=args).start())
             quorum = self.sentinel_count // 2 + 1
             for _ in range(self.sentinel_count):
                 sentinel = SentinelProcess(
-                    self.binary,
+                    self.server_binary,
                     service=self.service,
                     primary_port=primary.port,
                     quorum=quorum,
@@ -169,7 +160,7 @@ class EmbeddedSentinelGroup:
                 if sentinel.pid is None:
                     continue
                 fields = admin_command(sentinel.port, "SENTINEL", "MASTER", self.service)
-                info = dict(zip(map(_text, fields[::2]), map(_text, fields[1::2]), strict=True))
+                info = dict(zip(map(text, fields[::2]), map(text, fields[1::2]), strict=True))
                 if int(info["port"]) != primary or "s_down" in info["flags"]:
                     return False
                 live_sentinels = sum(1 for s in self.sentinels if s.pid is not None)
@@ -181,7 +172,7 @@ class EmbeddedSentinelGroup:
             for server in self.servers:
                 if server.pid is None or server.port == primary:
                     continue
-                replication = _text(admin_command(server.port, "INFO", "replication"))
+                replication = text(admin_command(server.port, "INFO", "replication"))
                 if f"master_port:{primary}" not in replication:
                     return False
                 if "master_link_status:up" not in replication:
@@ -192,49 +183,29 @@ class EmbeddedSentinelGroup:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the Sentinels agree on the primary and every replica follows it."""
-        deadline = time.monotonic() + timeout
-        while not self._ready():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the Sentinel group did not settle in time")
-            time.sleep(0.1)
-
-    def kill(self, port: int) -> None:
-        """Kill the Redis server on ``port`` with SIGKILL (its directory is kept)."""
-        self.server(port).kill()
-
-    def restart(self, port: int, timeout: float = 30.0) -> None:
-        """Start the killed server on ``port`` again; the Sentinels make it a replica."""
-        self.server(port).start(timeout)
+        wait_until(self._ready, timeout, "the Sentinel group did not settle", step=0.1)
 
     def wait_promoted(self, old_primary: int, timeout: float = 60.0) -> int:
-        """Wait until the Sentinels name another primary than ``old_primary``; return its port."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(RuntimeError):
+        """Wait until the Sentinels name another primary than ``old_primary``; return its port.
+
+        (A killed server started again with :meth:`restart` is made a replica
+        by the Sentinels.)
+        """
+        promoted: list[int] = []
+
+        def named_another() -> bool:
+            with contextlib.suppress(RuntimeError, OSError, RespError):
                 port = self.primary_port()
-                if port != old_primary:
-                    role = _text(admin_command(port, "ROLE")[0])
-                    if role == "master":
-                        return port
-            time.sleep(0.1)
-        raise RuntimeError("the Sentinels promoted no replica in time")
+                if port != old_primary and text(admin_command(port, "ROLE")[0]) == "master":
+                    promoted.append(port)
+                    return True
+            return False
+
+        wait_until(named_another, timeout, "the Sentinels promoted no replica", step=0.1)
+        return promoted[0]
 
     def stop(self) -> None:
         """Stop every process and remove their directories."""
-        processes: Sequence[EmbeddedRedis] = [*self.sentinels, *self.servers]
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.stop()
+        super().stop()
         self.sentinels = []
         self.servers = []
-
-    def __enter__(self) -> EmbeddedSentinelGroup:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
