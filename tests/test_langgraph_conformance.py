@@ -9,13 +9,13 @@ pytest.importorskip(
     reason="needs the langgraph extra and langgraph-checkpoint-conformance (pip install 'recostate[dev]')",
 )
 
-from langgraph.checkpoint.base import BaseCheckpointSaver  # noqa: E402
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.conformance import checkpointer_test, validate
 
-from recostate.contrib.langgraph import RecostateSaver  # noqa: E402
-from recostate.sync import RedisStatePersistence as SyncStore  # noqa: E402
-from tests.conftest import ServerHandle  # noqa: E402
-from tests.langgraph_support import (  # noqa: E402
+from recostate.contrib.langgraph import RecostateSaver
+from recostate.sync import RedisStatePersistence as SyncStore
+from tests.conftest import ServerHandle
+from tests.langgraph_support import (
     assert_full_conformance,
     run_conformance,
     valkey_server,

@@ -18,8 +18,9 @@ the blob store (``_blobs``).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from typing import Any, TypeVar, cast
 
@@ -79,7 +80,7 @@ def _config(thread_id: Any, checkpoint_ns: str, checkpoint_id: str) -> RunnableC
 def _matches(metadata: CheckpointMetadata, wanted: dict[str, Any] | None) -> bool:
     if not wanted:
         return True
-    return all(metadata.get(key) == value for key, value in wanted.items())  # type: ignore[misc]
+    return all(metadata.get(key) == value for key, value in wanted.items())
 
 
 class _RecostateSaverBase(BaseCheckpointSaver[str]):
@@ -92,7 +93,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
     def __init__(self, store: RedisStatePersistence, *, serde: SerializerProtocol | None) -> None:
         super().__init__(serde=serde)
         self._backend = StoreBackend(store)
-        self._recent: dict[str, list[bytes]] = {}
+        self._recent: dict[str, builtins.list[bytes]] = {}
 
     # -- where coroutines run (the twins differ here only) ------------------------------
 
@@ -291,7 +292,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
 
     # -- the operations -------------------------------------------------------------------
 
-    def _keys(self, thread_id: Any) -> list[bytes]:
+    def _keys(self, thread_id: Any) -> builtins.list[bytes]:
         tid = str(thread_id)
         keys = self._recent.get(tid)
         if keys is None:
@@ -343,7 +344,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         key = layout.checkpoint_key(checkpoint_ns, checkpoint["id"])
         send = [field for field, channel in fields.items() if channel in new_versions]
         for _ in range(3):
-            args: list[bytes | int] = [self._ttl_ms(), key, record, len(send), *send]
+            args: builtins.list[bytes | int] = [self._ttl_ms(), key, record, len(send), *send]
             for field in send:
                 args += _blobs.encode(*self.serde.dumps_typed(values[fields[field]]))
             reply = await self._backend.run(layout.PUT, self._keys(thread_id), args)
@@ -366,7 +367,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         configurable = config["configurable"]
         checkpoint_ns: str = configurable.get("checkpoint_ns") or ""
         checkpoint_id: str = configurable["checkpoint_id"]
-        args: list[bytes | int] = [self._ttl_ms()]
+        args: builtins.list[bytes | int] = [self._ttl_ms()]
         for position, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, position)
             entry = msgspec.msgpack.encode(
@@ -376,14 +377,14 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             args += [field, entry, b"1" if idx < 0 else b"0"]
         await self._backend.run(layout.PUT_WRITES, self._keys(configurable["thread_id"]), args)
 
-    def _tuple(self, thread_id: Any, entry: list[Any]) -> CheckpointTuple:
+    def _tuple(self, thread_id: Any, entry: builtins.list[Any]) -> CheckpointTuple:
         key, record, blob_items, write_items = entry
         checkpoint_ns, checkpoint_id = layout.split_checkpoint_key(bytes(key))
         head = layout.parse_record(bytes(record))
         ckpt_type, ckpt_data, meta_type, meta_data = msgspec.msgpack.decode(head.body)
         checkpoint: Checkpoint = self.serde.loads_typed((ckpt_type, ckpt_data))
         values = dict(checkpoint["channel_values"])
-        for field, item in zip(head.blobs, blob_items):
+        for field, item in zip(head.blobs, blob_items, strict=True):
             stored = _blobs.decode(item)
             if stored is not None:
                 values[layout.blob_channel(field)] = self.serde.loads_typed(stored)
@@ -398,7 +399,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             pending_writes=self._writes(write_items),
         )
 
-    def _writes(self, items: list[Any]) -> list[PendingWrite]:
+    def _writes(self, items: builtins.list[Any]) -> builtins.list[PendingWrite]:
         decoded = [msgspec.msgpack.decode(item) for item in items if item is not None]
         decoded.sort(key=lambda w: writes_sort_key(w[4], w[0], w[5]))
         return [(w[0], w[1], self.serde.loads_typed((w[2], w[3]))) for w in decoded]
@@ -408,9 +409,9 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         _, _, meta_type, meta_data = msgspec.msgpack.decode(body)
         return cast(CheckpointMetadata, self.serde.loads_typed((meta_type, meta_data)))
 
-    async def _read(self, thread_id: Any, args: list[bytes]) -> list[Any]:
+    async def _read(self, thread_id: Any, args: builtins.list[bytes]) -> builtins.list[Any]:
         reply = await self._backend.run(layout.READ, self._keys(thread_id), args)
-        return cast(list[Any], reply)
+        return cast(builtins.list[Any], reply)
 
     async def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         configurable = config["configurable"]
@@ -432,7 +433,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         filter: dict[str, Any] | None,
         before: RunnableConfig | None,
         limit: int | None,
-    ) -> AsyncIterator[CheckpointTuple]:
+    ) -> AsyncGenerator[CheckpointTuple, None]:
         if limit is not None and limit <= 0:
             return
         before_id = get_checkpoint_id(before) if before else None
@@ -467,8 +468,8 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         checkpoint_id: str | None,
         filter: dict[str, Any] | None,
         before_id: str | None,
-        left: list[int | None],
-    ) -> AsyncIterator[CheckpointTuple]:
+        left: builtins.list[int | None],
+    ) -> AsyncGenerator[CheckpointTuple, None]:
         if checkpoint_ns is None or checkpoint_id:
             pages = self._pages_by_key(thread_id, checkpoint_ns, checkpoint_id, before_id)
         else:
@@ -495,8 +496,8 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         checkpoint_ns: str,
         filter: dict[str, Any] | None,
         before_id: str | None,
-        left: list[int | None],
-    ) -> AsyncIterator[list[bytes]]:
+        left: builtins.list[int | None],
+    ) -> AsyncGenerator[builtins.list[bytes], None]:
         """Yield keys of one namespace's checkpoints, newest first, a page at a time.
 
         With a filter, only the keys whose metadata matches (read from the
@@ -509,7 +510,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             reply = await self._backend.run(
                 layout.RANGE, self._keys(thread_id), [b"ns", tag, cursor, size]
             )
-            pairs = list(zip(reply[::2], reply[1::2]))
+            pairs = list(zip(reply[::2], reply[1::2], strict=True))
             yield [
                 bytes(key)
                 for key, record in pairs
@@ -525,7 +526,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         checkpoint_ns: str | None,
         checkpoint_id: str | None,
         before_id: str | None,
-    ) -> AsyncIterator[list[bytes]]:
+    ) -> AsyncGenerator[builtins.list[bytes], None]:
         """Yield keys of every namespace's checkpoints, by id, newest first, a page at a time."""
         reply = await self._backend.run(layout.RANGE, self._keys(thread_id), [b"all"])
         found = []
@@ -543,7 +544,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         for start in range(0, len(found), _PAGE):
             yield [key for _, _, key in found[start : start + _PAGE]]
 
-    async def _thread_ids(self) -> AsyncIterator[str]:
+    async def _thread_ids(self) -> AsyncGenerator[str, None]:
         prefix = self._backend.key_prefix
         seen: set[str] = set()
         async for key in self._backend.scan(layout.thread_pattern(prefix)):
@@ -553,7 +554,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
                 yield thread_id
 
     async def _on_all_threads(self, func: Callable[[str], Awaitable[Any]]) -> None:
-        batch: list[str] = []
+        batch: builtins.list[str] = []
         async for thread_id in self._thread_ids():
             batch.append(thread_id)
             if len(batch) >= _FANOUT:
@@ -580,7 +581,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         reply = await self._backend.run(layout.COPY_OUT, self._keys(source_thread_id), [])
         if all(kind == b"none" for kind, _ in reply):
             return
-        args: list[bytes | int] = [self._ttl_ms()]
+        args: builtins.list[bytes | int] = [self._ttl_ms()]
         for kind, values in reply:
             args += [bytes(kind), len(values), *values]
         await self._backend.run(layout.COPY_IN, self._keys(target_thread_id), args)
@@ -597,7 +598,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         checks = await asyncio.gather(
             *(self._backend.run(layout.PRUNE, self._keys(t), [b"check"]) for t in threads)
         )
-        refused = sorted(t for t, reply in zip(threads, checks) if reply == b"delta")
+        refused = sorted(t for t, reply in zip(threads, checks, strict=True) if reply == b"delta")
         if refused:
             raise NotImplementedError(
                 f"keep_latest can't prune threads that use a DeltaChannel: {', '.join(refused)}"
@@ -632,7 +633,11 @@ class AsyncRecostateSaver(_RecostateSaverBase):
     ``asyncio.InvalidStateError``.
     """
 
-    def __init__(self, store: RedisStatePersistence, *, serde: SerializerProtocol | None = None) -> None:
+    def __init__(
+        self, store: RedisStatePersistence, *, serde: SerializerProtocol | None = None
+    ) -> None:
+        if isinstance(store, SyncRedisStatePersistence):
+            raise TypeError("store is a blocking recostate.sync store: use RecostateSaver over it")
         super().__init__(store, serde=serde)
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -733,4 +738,3 @@ class RecostateSaver(_RecostateSaverBase):
 async def _coroutine(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     # run_coroutine_threadsafe needs a coroutine, not any awaitable.
     return await func(*args)
-
