@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -467,3 +468,92 @@ def test_next_versions_increase_as_strings() -> None:
     assert saver.get_next_version(4, None).startswith("0000000000000005.")
     # Two forks of one checkpoint never get the same version.
     assert len({saver.get_next_version(versions[0], None) for _ in range(50)}) == 50
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_histories_keep_values_and_references_exact(
+    saver: AsyncRecostateSaver, raw_redis: Raw, seed: int
+) -> None:
+    # A model of what each checkpoint holds; after every operation each kept
+    # checkpoint loads exactly and every value is referenced exactly.
+    rng = random.Random(seed)
+    threads, namespaces, runs = ["a", "b"], ["", "sub:1"], ["r0", "r1", "r2"]
+    # (thread, ns) -> {checkpoint id: (values, versions, run)}
+    model: dict[tuple[str, str], dict[str, tuple[dict[str, Any], dict[str, str], str]]] = {}
+
+    async def check() -> None:
+        for thread_id in threads:
+            await check_references(raw_redis, saver, thread_id)
+            for ns in namespaces:
+                kept = model.get((thread_id, ns), {})
+                listed = [
+                    t.checkpoint["id"]
+                    async for t in saver.alist(generate_config(thread_id, checkpoint_ns=ns))
+                ]
+                assert listed == sorted(kept, reverse=True)
+                for cid, (values, _, _) in kept.items():
+                    tup = await saver.aget_tuple(
+                        generate_config(thread_id, checkpoint_ns=ns, checkpoint_id=cid)
+                    )
+                    assert tup is not None and tup.checkpoint["channel_values"] == values
+
+    for step in range(60):
+        thread_id, ns = rng.choice(threads), rng.choice(namespaces)
+        kept = model.setdefault((thread_id, ns), {})
+        action = rng.random()
+        if action < 0.6 or not kept:
+            parent = rng.choice(sorted(kept)[-2:]) if kept else None  # the head, or a fork
+            old_values, old_versions = (kept[parent][0], kept[parent][1]) if parent else ({}, {})
+            values: dict[str, Any] = {}
+            versions: dict[str, str] = {}
+            new: dict[str, str] = {}
+            for channel in ("x", "y", "z"):
+                roll = rng.random()
+                if channel in old_values and roll < 0.5:  # unchanged: shared with the parent
+                    values[channel], versions[channel] = old_values[channel], old_versions[channel]
+                elif roll < 0.9:
+                    values[channel] = f"{channel}{step}" + "v" * 200
+                    versions[channel] = new[channel] = saver.get_next_version(
+                        old_versions.get(channel), None
+                    )
+            run = rng.choice(runs)
+            stored = await put(
+                saver,
+                thread_id,
+                values,
+                versions,
+                new=new,
+                ns=ns,
+                parent=generate_config(thread_id, checkpoint_ns=ns, checkpoint_id=parent)
+                if parent
+                else None,
+                run_id=run,
+            )
+            kept[stored["configurable"]["checkpoint_id"]] = (values, versions, run)
+        elif action < 0.7:
+            cid = rng.choice(sorted(kept))
+            config = generate_config(thread_id, checkpoint_ns=ns, checkpoint_id=cid)
+            await saver.aput_writes(config, [("x", step)], f"task-{step % 3}")
+        elif action < 0.8:
+            run = rng.choice(runs)
+            await saver.adelete_for_runs([run])
+            for checkpoints in model.values():
+                for cid in [c for c, (_, _, r) in checkpoints.items() if r == run]:
+                    del checkpoints[cid]
+        elif action < 0.88:
+            await saver.aprune([thread_id])
+            for space in namespaces:
+                checkpoints = model.get((thread_id, space), {})
+                for cid in sorted(checkpoints)[:-1]:
+                    del checkpoints[cid]
+        elif action < 0.95:
+            source, target = thread_id, next(t for t in threads if t != thread_id)
+            if any(model.get((source, space)) for space in namespaces):
+                await saver.acopy_thread(source, target)
+                for space in namespaces:
+                    model[(target, space)] = dict(model.get((source, space), {}))
+        else:
+            await saver.adelete_thread(thread_id)
+            for space in namespaces:
+                model[(thread_id, space)] = {}
+        await check()
