@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from recostate._storage.scripts import SAVE
 
 from recostate import (
     RedisStatePersistence,
     StoreUnavailableError,
     VersionConflictError,
 )
-from recostate._scripts import SAVE
 from recostate._server import EmbeddedRedis, find_redis_server
 from tests.faultproxy import FaultProxy
 

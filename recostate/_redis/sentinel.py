@@ -143,9 +143,7 @@ def open_sentinel_client(url: str, options: Mapping[str, Any], pool_timeout: flo
         "socket_connect_timeout": opts.get("socket_connect_timeout"),
         **sentinel_kwargs,
     }
-    # Typed or not depending on what else is installed: called through Any either way.
-    sentinel_class: Any = Sentinel
-    manager = sentinel_class(
+    manager = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         list(parsed.sentinels), min_other_sentinels=min_other, sentinel_kwargs=sentinel_options
     )
     if parsed.username is not None:

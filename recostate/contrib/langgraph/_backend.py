@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from recostate._persistence import RedisStatePersistence
-from recostate._scripts import Script
+from recostate._redis.script import Script
 
 __all__ = ["Script", "StoreBackend"]
 
