@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -164,6 +165,23 @@ class RedisStatePersistence:
     def _call(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         portal = self._get_portal()
         return portal.call(lambda: func(*args, **kwargs))
+
+    def run_coroutine(self, func: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``func(*args)`` on this facade's event loop and wait for its result.
+
+        For integrations that drive :attr:`async_store` with coroutines of their
+        own (``recostate.contrib.langgraph.RecostateSaver``): the store's
+        connections belong to this loop.
+        """
+        return self._call(func, *args)
+
+    def submit_coroutine(self, func: Callable[..., Awaitable[T]], *args: Any) -> Future[T]:
+        """Start ``func(*args)`` on this facade's event loop; return a future of its result.
+
+        Lets async code elsewhere await work on this loop
+        (``asyncio.wrap_future``) without blocking its own.
+        """
+        return self._get_portal().start_task_soon(func, *args)
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -116,8 +116,14 @@ def run_file(path: Path, url: str) -> int:
                 continue
             source = _prepare(block, url)
             try:
+                # dont_inherit: a block runs as pasted, without this module's
+                # `from __future__ import annotations` (which TypedDict states break on).
                 code = compile(
-                    source, _where(block), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+                    source,
+                    _where(block),
+                    "exec",
+                    flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                    dont_inherit=True,
                 )
                 if code.co_flags & inspect.CO_COROUTINE:
                     loop.run_until_complete(eval(code, namespace))
