@@ -90,10 +90,10 @@ FULL = Plan(
         Cells(NO_TTL, (MiB,), ("save", "load"), (1,), caches=False),
         Cells(SEED, (KiB,), ("save", "load"), (64,), caches=False, loop="uvloop"),
     ),
-    seconds=1.0,
+    seconds=1.5,
     big_seconds=1.0,
-    rounds=4,
-    max_ops=200_000,
+    rounds=6,
+    max_ops=300_000,
     max_inflight_bytes=256 * MiB,
     stall_size=16 * MiB,
     stall_repeats=7,
@@ -265,7 +265,7 @@ async def _block(
                             loop_name=block.loop,
                             config=block.config.name,
                             seconds=plan.big_seconds if big else plan.seconds,
-                            rounds=max(1, plan.rounds // 2) if big else plan.rounds,
+                            rounds=max(2, plan.rounds // 2) if big else plan.rounds,
                             max_ops=plan.max_ops,
                         )
                         await scenarios.delete_prefix(url, f"bench-{tag}-")

@@ -230,6 +230,7 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
             "p50_save_1": _ratio(cells, "p50_ms", op="save", tasks=1, size=KiB, **seed),
             "p50_load_1": _ratio(cells, "p50_ms", op="load", tasks=1, size=KiB, **seed),
             "stall_16mb": (line.get("stall") or {}).get("save_ratio"),
+            "stall_16mb_load": (line.get("stall") or {}).get("load_ratio"),
             "mib_save_1": _ratio(cells, "ops_per_s", op="save", tasks=1, size=MiB, **seed),
             "mib_load_1": _ratio(cells, "ops_per_s", op="load", tasks=1, size=MiB, **seed),
             "no_ttl_save_64": _ratio(
@@ -344,15 +345,15 @@ def table(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append("summary: recostate / by hand, seed settings (x: times better; p50: times the latency)")
     lines.append(
-        f"  {'server':14} {'save64':>7} {'load64':>7} {'p50 s':>7} {'p50 l':>7} {'stall':>7} "
-        f"{'1MiB s':>7} {'1MiB l':>7} | CPU {'save64':>7} {'load64':>7} | no-ttl {'save64':>7} "
-        f"{'load64':>7}"
+        f"  {'server':14} {'save64':>7} {'load64':>7} {'p50 s':>7} {'p50 l':>7} {'stall s':>7} "
+        f"{'stall l':>7} {'1MiB s':>7} {'1MiB l':>7} | CPU {'save64':>7} {'load64':>7} | no-ttl "
+        f"{'save64':>7} {'load64':>7}"
     )
     for row in results.get("summary", []):
         lines.append(
             f"  {row['server']:14} {_x(row['save_64']):>7} {_x(row['load_64']):>7} "
             f"{_x(row['p50_save_1']):>7} {_x(row['p50_load_1']):>7} {_x(row['stall_16mb']):>7} "
-            f"{_x(row['mib_save_1']):>7} {_x(row['mib_load_1']):>7} |     "
+            f"{_x(row['stall_16mb_load']):>7} {_x(row['mib_save_1']):>7} {_x(row['mib_load_1']):>7} |     "
             f"{_x(row['save_64_cpu']):>7} {_x(row['load_64_cpu']):>7} |        "
             f"{_x(row['no_ttl_save_64']):>7} {_x(row['no_ttl_load_64']):>7}"
         )
@@ -565,12 +566,13 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     out += _md_table(
         ["server", "save, 64 tasks", "load, 64 tasks", "p50 save, 1 task", "p50 load, 1 task",
-         "16 MB save stall", "~1 MiB save, 1 task", "~1 MiB load, 1 task",
+         "16 MB save stall", "16 MB load stall", "~1 MiB save, 1 task", "~1 MiB load, 1 task",
          "CPU: save, 64", "CPU: load, 64", "no TTL: save, 64", "no TTL: load, 64"],
         [
             [
                 row["server"], _x(row["save_64"]), _x(row["load_64"]), _x(row["p50_save_1"]),
-                _x(row["p50_load_1"]), _x(row["stall_16mb"]), _x(row["mib_save_1"]),
+                _x(row["p50_load_1"]), _x(row["stall_16mb"]), _x(row["stall_16mb_load"]),
+                _x(row["mib_save_1"]),
                 _x(row["mib_load_1"]), _x(row["save_64_cpu"]), _x(row["load_64_cpu"]),
                 _x(row["no_ttl_save_64"]), _x(row["no_ttl_load_64"]),
             ]
