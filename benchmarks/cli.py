@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks                 # full run (about 12 minutes), every server line found
+    python -m benchmarks                 # full run (about 10 minutes), every server line found
     python -m benchmarks --quick         # about a minute, a smaller matrix
     python -m benchmarks --servers redis-7.0,valkey-8.1    # some lines only
     python -m benchmarks --redis-url redis://host:6379/0   # a server of your own
@@ -359,7 +359,12 @@ def _line(
     for size, requests in ((KiB, plan.ceiling_requests), (64 * KiB, plan.ceiling_requests // 10)):
         for pipeline in (1, 16):
             entry = ceiling.run(
-                server.url, size=size, clients=64, requests=requests, pipeline=pipeline
+                server.url,
+                prefix=f"bench-{run_id}-ceiling",
+                size=size,
+                clients=64,
+                requests=requests,
+                pipeline=pipeline,
             )
             result["ceiling"].append(entry)
             if "skipped" in entry:
@@ -367,6 +372,7 @@ def _line(
                 break
         if result["ceiling"] and "skipped" in result["ceiling"][-1]:
             break
+    _run(lambda: scenarios.delete_prefix(server.url, f"bench-{run_id}-ceiling"))
     result["targets"] = report.line_targets(result)
     return result, notes
 

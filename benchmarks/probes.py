@@ -21,8 +21,6 @@ told apart.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,37 +39,10 @@ _ADMIN = {b"CONFIG", b"INFO", b"PING", b"CLIENT", b"HELLO", b"SCRIPT", b"ECHO"}
 async def _bench(
     url: str, argv: list[bytes], *, clients: int, requests: int, pipeline: int
 ) -> float | None:
-    binary = ceiling.find_binary()
-    assert binary is not None
-    parts = urlsplit(url)
-    command = [
-        binary,
-        "-h",
-        parts.hostname or "127.0.0.1",
-        "-p",
-        str(parts.port or 6379),
-        "-c",
-        str(clients),
-        "-n",
-        str(requests),
-        "-P",
-        str(pipeline),
-        "--csv",
-        *(arg.decode("latin-1") for arg in argv),
-    ]
-    process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    found = await asyncio.to_thread(
+        ceiling.bench_command, url, argv, clients=clients, requests=requests, pipeline=pipeline
     )
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    if process.returncode != 0:
-        return None
-    for row in csv.reader(io.StringIO(out.decode())):
-        if len(row) >= 2 and row[0] != "test":
-            try:
-                return float(row[1])
-            except ValueError:
-                continue
-    return None
+    return None if isinstance(found, str) else found[0]
 
 
 _ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "a": b"\a", "b": b"\b", '"': b'"', "\\": b"\\"}
