@@ -30,8 +30,8 @@ from redis.crc import key_slot
 from benchmarks.workloads import make_state
 from recostate import RedisStatePersistence, StoreUnavailableError
 from recostate._cluster_server import EmbeddedCluster
-from recostate._keys import KeySpace
 from recostate._server import EmbeddedRedis, find_redis_server, redis_server_version
+from recostate._storage.keys import KeySpace
 
 
 async def _mix(

@@ -10,11 +10,16 @@ from recostate._errors import ConfigurationError
 from recostate._signing import SigningKeys
 from recostate._types import CompressionType
 
-__all__ = ["MAX_PAYLOAD_CEILING", "MiB", "StoreConfig"]
+__all__ = ["DEFAULT_CHUNK_THRESHOLD", "MAX_PAYLOAD_CEILING", "MiB", "StoreConfig"]
 
 MiB = 1024 * 1024
 # Redis refuses bulk strings over 512 MB; keep a margin for the frame.
 MAX_PAYLOAD_CEILING = 500 * MiB
+#: Encoded states of at least this many bytes are stored in chunks. Small
+#: enough that a state growing by a message a step is shared from its third or
+#: fourth version on; large enough that the 1 KiB states of a typical service
+#: stay one frame, as fast as before.
+DEFAULT_CHUNK_THRESHOLD = 4096
 
 
 def _int_option(name: str, value: object, *, minimum: int) -> int:
@@ -74,6 +79,7 @@ class StoreConfig:
     signing: SigningKeys | None = None
     wait_for_replicas: int = 0
     wait_timeout: float = 1.0
+    chunk_threshold: int | None = DEFAULT_CHUNK_THRESHOLD
 
     @property
     def versions_kept(self) -> int:
@@ -97,6 +103,7 @@ class StoreConfig:
         signing_key: Any = None,
         wait_for_replicas: Any = 0,
         wait_timeout: Any = 1.0,
+        chunk_threshold: Any = DEFAULT_CHUNK_THRESHOLD,
     ) -> StoreConfig:
         """Check every option and return the settings, or raise ``ConfigurationError``."""
         if not isinstance(enable_versioning, bool):
@@ -134,4 +141,7 @@ class StoreConfig:
             signing=SigningKeys.build(signing_key),
             wait_for_replicas=_int_option("wait_for_replicas", wait_for_replicas, minimum=0),
             wait_timeout=_wait_timeout(wait_timeout),
+            chunk_threshold=None
+            if chunk_threshold is None
+            else _int_option("chunk_threshold", chunk_threshold, minimum=1),
         )

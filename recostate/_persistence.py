@@ -1,31 +1,45 @@
-"""``RedisStatePersistence``: the public, asyncio-native state store."""
+"""``RedisStatePersistence``: the public, asyncio-native state store.
+
+The store checks arguments, encodes and decodes through the codec
+(``recostate._codec``), keeps its counters and telemetry, and leaves every
+key, script and reply to the storage layer (``recostate._storage``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from recostate import _scripts as scripts
+import msgspec
+
 from recostate import _telemetry as telemetry
-from recostate._cluster_tags import ClusterTagIndex
-from recostate._codec import Codec, EncodedFrame, FrameHeader, ParsedFrame, now_ms
-from recostate._config import MiB, StoreConfig
+from recostate._codec import Codec, EncodedVersion, KnownPieces, VersionHeader, VersionInfo, now_ms
+from recostate._config import DEFAULT_CHUNK_THRESHOLD, MiB, StoreConfig
 from recostate._errors import (
     ConfigurationError,
     IntegrityError,
+    RecostateError,
     ReplicationError,
     StoreClosedError,
     StoreRefusedError,
     VersionConflictError,
     VersionNotFoundError,
 )
-from recostate._keys import KeySpace, StateKeys
 from recostate._redis import (
     AnyRedis,
     Executor,
@@ -36,9 +50,21 @@ from recostate._redis import (
     is_cluster_client,
     open_client,
 )
-from recostate._stats import StoreCounters
+from recostate._stats import StoreCounters, pairs, summarise_info
+from recostate._storage import (
+    Conflict,
+    DictionaryMismatch,
+    KeySpace,
+    PiecesMissing,
+    Saved,
+    StateKeys,
+    StateStorage,
+    Written,
+)
+from recostate._storage.scripts import WRITE_ID_SIZE
 from recostate._types import DEFAULT, CompressionType, Default, StateMetadata
 from recostate._validation import (
+    check_idempotency_key,
     check_keep_last,
     check_state_id,
     check_tag,
@@ -53,16 +79,23 @@ logger = logging.getLogger("recostate.persistence")
 
 T = TypeVar("T")
 
-# Ids per SSCAN / verification page when listing by tag.
-_TAG_PAGE = 500
+# A save whose pieces the server lacked, or whose dictionary was not the
+# state's, is sent again with what it learned; twice is always enough.
+_SAVE_ATTEMPTS = 3
 
 
 def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def _int(value: Any) -> int:
-    return int(value)
+def _write_id(idempotency_key: str | None) -> bytes:
+    if idempotency_key is None:
+        # Random: unique among the writes a state remembers (a clash has odds
+        # of about 2**-90 per save).
+        return os.urandom(WRITE_ID_SIZE)
+    digest = hashlib.sha256(b"recostate idempotency key\x00")
+    digest.update(idempotency_key.encode("utf-8", "surrogatepass"))
+    return digest.digest()[:WRITE_ID_SIZE]
 
 
 class RedisStatePersistence:
@@ -70,7 +103,8 @@ class RedisStatePersistence:
 
     Each state, named by a ``state_id``, is saved as a new version with its
     metadata in one atomic round trip (a server-side script), and can be loaded
-    at any kept version, listed, rolled back, pruned and found by tag.
+    at any kept version, listed, rolled back, pruned and found by tag. Large
+    states are stored as content-defined chunks that their versions share.
 
     Example::
 
@@ -95,13 +129,14 @@ class RedisStatePersistence:
         cluster: talk to a Redis Cluster through ``redis.asyncio.cluster``.
         compression_threshold: encoded states smaller than this many bytes are
             stored uncompressed.
-        offload_threshold: from this many bytes on, compression, checksums and
-            decoding run in a worker thread so the event loop keeps running.
+        offload_threshold: from this many bytes on, cutting, compression,
+            checksums and decoding run in a worker thread so the event loop
+            keeps running.
         max_payload_bytes: the largest encoded state accepted (64 MiB by default).
         retries: how many times a call is resent after a connection failure.
         retry_backoff: the first wait between retries in seconds; it doubles.
-        signing_key: sign every stored frame with HMAC-SHA256 and accept only
-            frames signed by a key held here: ``b"key"`` (at least 16 bytes),
+        signing_key: sign every stored version with HMAC-SHA256 and accept only
+            versions signed by a key held here: ``b"key"`` (at least 16 bytes),
             a list of keys newest first (the first signs, all verify) whose
             items are bytes or ``(key_id, key)`` pairs, or a mapping
             ``{key_id: key}``. See ``docs/reliability.md``.
@@ -111,6 +146,11 @@ class RedisStatePersistence:
             (the write was applied on the primary). Not with ``cluster=True``.
         wait_timeout: seconds a write waits for its replicas; keep it under
             ``socket_timeout``.
+        chunk_threshold: encoded states of at least this many bytes (8 KiB by
+            default) are stored as content-defined chunks that the versions of
+            a state share, so a growing state's history costs little more than
+            its newest version and a save sends only what changed; ``None``
+            stores every version whole. See ``docs/architecture.md``.
 
     Raises:
         ConfigurationError: at once, for any invalid option. No I/O happens here.
@@ -136,6 +176,7 @@ class RedisStatePersistence:
         signing_key: bytes | Sequence[bytes | tuple[str, bytes]] | Mapping[str, bytes] | None = None,
         wait_for_replicas: int = 0,
         wait_timeout: float = 1.0,
+        chunk_threshold: int | None = DEFAULT_CHUNK_THRESHOLD,
     ) -> None:
         self._config = StoreConfig.build(
             compression_type=compression_type,
@@ -151,6 +192,7 @@ class RedisStatePersistence:
             signing_key=signing_key,
             wait_for_replicas=wait_for_replicas,
             wait_timeout=wait_timeout,
+            chunk_threshold=chunk_threshold,
         )
         if not isinstance(cluster, bool):
             raise ConfigurationError("cluster must be a bool")
@@ -171,19 +213,22 @@ class RedisStatePersistence:
             self._executor = Executor(
                 lambda: built, owns_client=True, retry=retry, pool_timeout=options["pool_timeout"]
             )
-        self._keys = KeySpace(self._config.key_prefix)
+        self._storage = StateStorage(
+            self._executor,
+            KeySpace(self._config.key_prefix),
+            cluster=self._cluster,
+            wait_for_replicas=self._config.wait_for_replicas,
+            wait_timeout_ms=max(1, round(self._config.wait_timeout * 1000)),
+        )
         self._codec = Codec(
             compression=self._config.compression_type,
             compression_threshold=self._config.compression_threshold,
             offload_threshold=self._config.offload_threshold,
             max_payload_bytes=self._config.max_payload_bytes,
             signing=self._config.signing,
+            chunk_threshold=self._config.chunk_threshold,
         )
         self._counters = StoreCounters()
-        # Tag sets live in other hash slots than the state: on a cluster they
-        # are kept by separate commands, on one server inside the write script.
-        self._tag_base = b"" if self._cluster else self._keys.tag_base
-        self._cluster_tags = ClusterTagIndex(self._executor, self._keys) if self._cluster else None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -191,6 +236,20 @@ class RedisStatePersistence:
     def config(self) -> StoreConfig:
         """The validated settings of this store."""
         return self._config
+
+    @property
+    def storage(self) -> StateStorage:
+        """The storage layer below this store (keys, scripts, replies), for integrations.
+
+        The command line and ``recostate.contrib`` build on it; applications
+        should not need it.
+        """
+        return self._storage
+
+    @property
+    def codec(self) -> Codec:
+        """The codec of this store's settings (frames, chunks, compression), for integrations."""
+        return self._codec
 
     @property
     def closed(self) -> bool:
@@ -219,52 +278,22 @@ class RedisStatePersistence:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _state(self, state_id: object) -> StateKeys:
-        return self._keys.state(check_state_id(state_id))
+    def _ensure_open(self) -> None:
+        if self._executor.closed:
+            raise StoreClosedError("this store has been closed")
 
-    def _args(self, keys: StateKeys, *extra: bytes | str | int) -> list[bytes | str | int]:
-        return [
-            keys.version_base,
-            keys.version_suffix,
-            self._tag_base,
-            keys.version_suffix[1:],
-            *extra,
-        ]
-
-    async def _run(self, script: scripts.Script, keys: StateKeys, *extra: bytes | str | int) -> Any:
-        return await self._executor.run(script, keys.fixed, self._args(keys, *extra))
-
-    async def _run_write(
-        self, script: scripts.Script, keys: StateKeys, *extra: bytes | str | int
-    ) -> Any:
-        """Run a writing script, then ``WAIT`` for replicas when ``wait_for_replicas`` asks."""
-        wanted = self._config.wait_for_replicas
-        if not wanted:
-            return await self._run(script, keys, *extra)
-        reply, acked = await self._executor.run_and_wait(
-            script,
-            keys.fixed,
-            self._args(keys, *extra),
-            replicas=wanted,
-            timeout_ms=max(1, round(self._config.wait_timeout * 1000)),
-        )
-        if acked < wanted:
-            if script is scripts.SAVE:
-                if reply[0] == b"conflict":
-                    return reply  # nothing was written: the caller reports the conflict
-                raise ReplicationError(keys.state_id, wanted, acked, version=_int(reply[1]))
-            raise ReplicationError(keys.state_id, wanted, acked)
-        return reply
+    def _keys(self, state_id: object) -> StateKeys:
+        self._ensure_open()
+        return self._storage.keys(check_state_id(state_id))
 
     def _metadata(
-        self, state_id: str, version: int, created_ms: Any, info: ParsedFrame
+        self, state_id: str, version: int, created_ms: int | None, info: VersionInfo
     ) -> StateMetadata:
         header = info.header
-        created = _utc(int(created_ms)) if created_ms is not None else header.updated_at
         return StateMetadata(
             state_id=state_id,
             version=version,
-            created_at=created,
+            created_at=_utc(created_ms) if created_ms is not None else header.updated_at,
             updated_at=header.updated_at,
             size_bytes=header.size_bytes,
             stored_bytes=info.stored_bytes,
@@ -275,9 +304,20 @@ class RedisStatePersistence:
             rolled_back_from=header.rolled_back_from or None,
         )
 
-    def _ensure_open(self) -> None:
-        if self._executor.closed:
-            raise StoreClosedError("this store has been closed")
+    def _replicated(self, state_id: str, replicas: int | None, version: int | None = None) -> None:
+        wanted = self._config.wait_for_replicas
+        if replicas is not None and replicas < wanted:
+            raise ReplicationError(state_id, wanted, replicas, version=version)
+
+    @contextmanager
+    def _counting_integrity(self, state_id: str) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError as exc:
+            self._counters.integrity_failures += 1
+            telemetry.record_integrity_failure()
+            logger.warning("integrity failure on state id=%r: %s", state_id, exc.reason)
+            raise
 
     # -- writes -----------------------------------------------------------------------
 
@@ -290,6 +330,7 @@ class RedisStatePersistence:
         tags: Iterable[str] | None = None,
         ttl: int | Default | None = DEFAULT,
         expected_version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> StateMetadata:
         """Save ``state`` as a new version of ``state_id`` and return its metadata.
 
@@ -304,6 +345,11 @@ class RedisStatePersistence:
                 never; left out, the store's ``default_ttl``.
             expected_version: compare-and-set: write only if the head is this
                 version (``0``: only if the state does not exist).
+            idempotency_key: your own id for this write (a non-empty ``str`` of
+                at most 256 characters): a save whose key the state has already
+                applied, among its 32 most recent writes, writes nothing and
+                returns the first save's metadata. Without one, each call gets
+                an id of its own, so recostate's own retries never write twice.
 
         Raises:
             InvalidInputError: a bad argument, before any I/O.
@@ -314,8 +360,7 @@ class RedisStatePersistence:
             StoreUnavailableError: the server could not be reached after retries;
                 the save may or may not have been applied.
         """
-        self._ensure_open()
-        keys = self._state(state_id)
+        keys = self._keys(state_id)
         wanted = None if version is None else check_version(version)
         expected = (
             None
@@ -324,13 +369,24 @@ class RedisStatePersistence:
         )
         tag_tuple = check_tags(tags)
         ttl_s = resolve_ttl(ttl, self._config.default_ttl)
-        started = time.perf_counter()
-        frame = await self._codec.encode(
-            state,
-            lambda size: FrameHeader(now_ms(), size, ttl_s or 0, 0, tag_tuple),
-            keys.state_id,
+        write_id = _write_id(
+            None if idempotency_key is None else check_idempotency_key(idempotency_key)
         )
-        meta = await self._write(keys, frame, version=wanted, expected=expected, ttl=ttl_s)
+        started = time.perf_counter()
+        raw = self._codec.encode_state(state)
+        header = VersionHeader(now_ms(), len(raw), ttl_s or 0, 0, tag_tuple)
+
+        async def encode(known: KnownPieces | None) -> EncodedVersion:
+            return await self._codec.encode(raw, header, keys.state_id, known)
+
+        meta = await self._write(
+            keys,
+            encode,
+            write_id=write_id,
+            version=wanted,
+            expected=expected,
+            ttl_ms=None if ttl_s is None else ttl_s * 1000,
+        )
         logger.debug(
             "save id=%r version=%d size=%d stored=%d codec=%s in %.2f ms",
             keys.state_id,
@@ -340,59 +396,76 @@ class RedisStatePersistence:
             meta.compression_type.value,
             (time.perf_counter() - started) * 1000,
         )
-        telemetry.record_write(meta)
         return meta
 
     async def _write(
         self,
         keys: StateKeys,
-        frame: EncodedFrame,
+        encode: Callable[[KnownPieces | None], Awaitable[EncodedVersion]],
         *,
+        write_id: bytes,
         version: int | None,
         expected: int | None,
-        ttl: int | None,
+        ttl_ms: int | str | None,
+        resendable: bool = True,
     ) -> StateMetadata:
-        if self._cluster_tags is not None:
-            # Before and after the write: see recostate._cluster_tags.
-            await self._cluster_tags.add(keys, frame.info.header.tags)
-        reply = await self._run_write(
-            scripts.SAVE,
-            keys,
-            # 64 random bits: unique among the 32 ids a state remembers (a clash
-            # has odds of 2**-59 per save), and a quarter of a hex UUID's bytes
-            # in every state's memory.
-            os.urandom(8),
-            "" if expected is None else expected,
-            "" if version is None else version,
-            self._config.versions_kept,
-            "" if ttl is None else ttl * 1000,
-            frame.info.header.updated_at_ms,
-            frame.data,
-            *scripts.save_fields(
-                updated_at_ms=frame.info.header.updated_at_ms,
-                size_bytes=frame.info.header.size_bytes,
-                codec=frame.info.compression.value,
-                checksum=frame.info.checksum,
-                ttl=frame.info.header.ttl,
-                rolled_back_from=frame.info.header.rolled_back_from,
-                tags=frame.info.header.tags,
-            ),
+        """Send a version; learn and resend when the server lacked pieces; count and report.
+
+        ``resendable=False``: the caller cannot supply pieces (a rollback
+        refers to the source's), so a ``PiecesMissing`` is raised to it.
+        """
+        storage = self._storage
+        for attempt in range(_SAVE_ATTEMPTS):
+            encoded = await encode(storage.pieces.get(keys.state_id))
+            try:
+                saved = await storage.save(
+                    keys,
+                    encoded,
+                    write_id=write_id,
+                    expected=expected,
+                    explicit=version,
+                    keep=self._config.versions_kept,
+                    ttl_ms=ttl_ms,
+                )
+            except Conflict as exc:
+                self._counters.conflicts += 1
+                telemetry.record_conflict()
+                asked = expected if expected is not None and expected != exc.head else version
+                raise VersionConflictError(
+                    keys.state_id, asked if asked is not None else exc.head, exc.head
+                ) from None
+            except PiecesMissing:
+                storage.pieces.forget(keys.state_id)
+                if not resendable:
+                    raise
+                if attempt:
+                    logger.debug("save id=%r: the server lacked pieces again", keys.state_id)
+                continue
+            except DictionaryMismatch as exc:
+                with self._counting_integrity(keys.state_id):
+                    contents = self._codec.dictionary_contents(exc.frame, keys.state_id, None)
+                storage.pieces.remember(
+                    keys.state_id, KnownPieces({}, self._codec.dictionary_id(contents), contents)
+                )
+                continue
+            return self._saved(keys, saved, encoded)
+        raise RecostateError(
+            f"state {keys.state_id!r}: its pieces kept changing under this save; nothing was written"
         )
-        status = reply[0]
-        if status == b"conflict":
-            self._counters.conflicts += 1
-            telemetry.record_conflict()
-            actual = _int(reply[1])
-            asked = expected if expected is not None and expected != actual else version
-            raise VersionConflictError(
-                keys.state_id, asked if asked is not None else actual, actual
-            )
-        if status == b"dup":
-            logger.debug("save id=%r was applied before its reply was lost", keys.state_id)
-        if self._cluster_tags is not None:
-            await self._cluster_tags.add(keys, frame.info.header.tags)
-        self._counters.record_save(frame.info.header.size_bytes, frame.info.stored_bytes)
-        return self._metadata(keys.state_id, _int(reply[1]), reply[2], frame.info)
+
+    def _saved(self, keys: StateKeys, saved: Saved, encoded: EncodedVersion) -> StateMetadata:
+        info = encoded.info
+        if saved.duplicate:
+            logger.debug("save id=%r was applied before (write id seen)", keys.state_id)
+            if saved.first_head is not None:
+                with self._counting_integrity(keys.state_id):
+                    info = self._codec.parse_header(saved.first_head, keys.state_id, saved.version)
+        self._counters.record_save(info.header.size_bytes, encoded.sent_bytes)
+        meta = self._metadata(keys.state_id, saved.version, saved.created_ms, info)
+        telemetry.record_write(meta)
+        # The write was applied: report too few replicas only after it is counted.
+        self._replicated(keys.state_id, saved.replicas, saved.version)
+        return meta
 
     async def save(
         self,
@@ -403,40 +476,73 @@ class RedisStatePersistence:
         tags: Iterable[str] | None = None,
         ttl: int | Default | None = DEFAULT,
         expected_version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> StateMetadata:
         """Save ``state`` under ``state_id``: :meth:`save_with_metadata` with the id first."""
         return await self.save_with_metadata(
-            state, state_id, version=version, tags=tags, ttl=ttl, expected_version=expected_version
+            state,
+            state_id,
+            version=version,
+            tags=tags,
+            ttl=ttl,
+            expected_version=expected_version,
+            idempotency_key=idempotency_key,
         )
 
     @telemetry.traced("rollback")
-    async def rollback(self, state_id: str, version: int) -> StateMetadata:
+    async def rollback(
+        self, state_id: str, version: int, *, ttl: int | Default | None = DEFAULT
+    ) -> StateMetadata:
         """Write a new head whose state equals ``version``'s; history is kept.
 
-        The new version's ``rolled_back_from`` is ``version``, its tags are those
-        of ``version``, and its TTL the store's ``default_ttl``.
+        The new version's ``rolled_back_from`` is ``version`` and its tags are
+        those of ``version``. ``ttl`` is as for :meth:`save` (left out: the
+        store's ``default_ttl``). A chunked version is restored by reference:
+        its chunks are not read or sent again.
 
         Raises:
             VersionNotFoundError: ``version`` is not stored.
             IntegrityError: the stored ``version`` is corrupted.
         """
-        self._ensure_open()
-        keys = self._state(state_id)
+        keys = self._keys(state_id)
         source = check_version(version)
-        reply = await self._run(scripts.LOAD, keys, source)
-        if reply is None:
-            raise VersionNotFoundError(keys.state_id, source)
-        ttl = self._config.default_ttl
+        ttl_s = resolve_ttl(ttl, self._config.default_ttl)
+        write_id = _write_id(None)
 
-        def header_of(old: FrameHeader) -> FrameHeader:
-            return FrameHeader(now_ms(), old.size_bytes, ttl or 0, source, old.tags)
+        def header_of(old: VersionHeader) -> VersionHeader:
+            return msgspec.structs.replace(
+                old, updated_at_ms=now_ms(), ttl=ttl_s or 0, rolled_back_from=source
+            )
 
-        with self._counting_integrity(keys.state_id):
-            frame = await self._codec.reframe(reply[2], header_of, keys.state_id, source)
-        meta = await self._write(keys, frame, version=None, expected=None, ttl=ttl)
-        logger.debug("rollback id=%r from=%d to version=%d", keys.state_id, source, meta.version)
-        telemetry.record_write(meta)
-        return meta
+        for _ in range(_SAVE_ATTEMPTS):
+            found = await self._storage.frame(keys, source)
+            if found is None:
+                break
+            with self._counting_integrity(keys.state_id):
+                encoded = await self._codec.reframe(found.frame, header_of, keys.state_id, source)
+
+            async def same(known: KnownPieces | None, encoded: EncodedVersion = encoded) -> EncodedVersion:
+                return encoded
+
+            try:
+                meta = await self._write(
+                    keys,
+                    same,
+                    write_id=write_id,
+                    version=None,
+                    expected=None,
+                    ttl_ms=None if ttl_s is None else ttl_s * 1000,
+                    resendable=False,
+                )
+            except PiecesMissing:
+                continue  # a concurrent prune took the source's pieces: read it again
+            logger.debug("rollback id=%r from=%d to version=%d", keys.state_id, source, meta.version)
+            return meta
+        raise VersionNotFoundError(keys.state_id, source)
+
+    async def _removal(self, state_id: str, written: Written) -> int:
+        self._replicated(state_id, written.replicas)
+        return written.result
 
     @telemetry.traced("delete_version")
     async def delete_version(self, state_id: str, version: int) -> bool:
@@ -445,27 +551,16 @@ class RedisStatePersistence:
         Deleting the head makes the newest remaining version the head; deleting
         the last version deletes the state.
         """
-        self._ensure_open()
-        keys = self._state(state_id)
+        keys = self._keys(state_id)
         number = check_version(version)
-        if self._cluster_tags is None:
-            return bool(await self._run_write(scripts.DELETE_VERSION, keys, number))
-        tags = await self._cluster_tags.head_tags(keys)
-        found = bool(await self._run_write(scripts.DELETE_VERSION, keys, number))
-        await self._cluster_tags.forget(keys, tags)
-        return found
+        written = await self._storage.delete_version(keys, number)
+        return bool(await self._removal(keys.state_id, written))
 
     @telemetry.traced("delete")
     async def delete(self, state_id: str) -> bool:
         """Delete every key of the state and its tag memberships; ``True`` if it existed."""
-        self._ensure_open()
-        keys = self._state(state_id)
-        if self._cluster_tags is None:
-            return bool(await self._run_write(scripts.DELETE, keys))
-        tags = await self._cluster_tags.head_tags(keys)
-        found = bool(await self._run_write(scripts.DELETE, keys))
-        await self._cluster_tags.forget(keys, tags)
-        return found
+        keys = self._keys(state_id)
+        return bool(await self._removal(keys.state_id, await self._storage.delete(keys)))
 
     @telemetry.traced("touch")
     async def touch(self, state_id: str, ttl: int | Default | None = DEFAULT) -> bool:
@@ -473,12 +568,10 @@ class RedisStatePersistence:
 
         Returns ``True`` if the state exists.
         """
-        self._ensure_open()
-        keys = self._state(state_id)
+        keys = self._keys(state_id)
         ttl_s = resolve_ttl(ttl, self._config.default_ttl)
-        return bool(
-            await self._run_write(scripts.TOUCH, keys, "" if ttl_s is None else ttl_s * 1000)
-        )
+        written = await self._storage.touch(keys, None if ttl_s is None else ttl_s * 1000)
+        return bool(await self._removal(keys.state_id, written))
 
     @telemetry.traced("prune")
     async def prune(self, state_id: str, keep_last: int) -> int:
@@ -486,27 +579,11 @@ class RedisStatePersistence:
 
         ``keep_last=0`` removes every version, and so the state.
         """
-        self._ensure_open()
-        keys = self._state(state_id)
+        keys = self._keys(state_id)
         keep = check_keep_last(keep_last)
-        if self._cluster_tags is None:
-            return _int(await self._run_write(scripts.PRUNE, keys, keep))
-        tags = await self._cluster_tags.head_tags(keys)
-        removed = _int(await self._run_write(scripts.PRUNE, keys, keep))
-        await self._cluster_tags.forget(keys, tags)
-        return removed
+        return await self._removal(keys.state_id, await self._storage.prune(keys, keep))
 
     # -- reads ------------------------------------------------------------------------
-
-    @contextmanager
-    def _counting_integrity(self, state_id: str) -> Iterator[None]:
-        try:
-            yield
-        except IntegrityError as exc:
-            self._counters.integrity_failures += 1
-            telemetry.record_integrity_failure()
-            logger.warning("integrity failure on state id=%r: %s", state_id, exc.reason)
-            raise
 
     @overload
     async def load_with_metadata(
@@ -534,27 +611,27 @@ class RedisStatePersistence:
             IntegrityError: the stored bytes fail their checksum or do not decode.
             SerializationError: the stored state is sound but does not match ``type``.
         """
-        self._ensure_open()
-        keys = self._state(state_id)
+        keys = self._keys(state_id)
         wanted = None if version is None else check_version(version)
         started = time.perf_counter()
-        reply = await self._run(scripts.LOAD, keys, "" if wanted is None else wanted)
-        if reply is None:
+        loaded = await self._storage.load(keys, wanted)
+        if loaded is None:
             return None
-        number = _int(reply[0])
-        frame: bytes = reply[2]
+        stored = loaded.stored
         with self._counting_integrity(keys.state_id):
-            state, info = await self._codec.decode(frame, keys.state_id, number, type)
+            state, info = await self._codec.decode(stored, keys.state_id, loaded.version, type)
+            if info.chunked and wanted is None:
+                self._storage.pieces.remember(keys.state_id, self._codec.known(stored))
         self._counters.loads += 1
         logger.debug(
             "load id=%r version=%d stored=%d in %.2f ms",
             keys.state_id,
-            number,
-            len(frame),
+            loaded.version,
+            info.stored_bytes,
             (time.perf_counter() - started) * 1000,
         )
-        telemetry.record_read(number, len(frame))
-        return state, self._metadata(keys.state_id, number, reply[1], info)
+        telemetry.record_read(loaded.version, info.stored_bytes)
+        return state, self._metadata(keys.state_id, loaded.version, loaded.created_ms, info)
 
     @overload
     async def load(
@@ -574,81 +651,47 @@ class RedisStatePersistence:
     @telemetry.traced("get_metadata")
     async def get_metadata(self, state_id: str, version: int | None = None) -> StateMetadata | None:
         """Return the metadata of the head (or ``version``) without reading the payload."""
-        self._ensure_open()
-        keys = self._state(state_id)
+        keys = self._keys(state_id)
         wanted = None if version is None else check_version(version)
-        reply = await self._run(scripts.METADATA, keys, "" if wanted is None else wanted)
-        if reply is None:
+        header = await self._storage.metadata(keys, wanted)
+        if header is None:
             return None
-        number = _int(reply[0])
         with self._counting_integrity(keys.state_id):
-            info = self._codec.parse_header(reply[2], keys.state_id, number, _int(reply[3]))
-        return self._metadata(keys.state_id, number, reply[1], info)
+            info = self._codec.parse_header(header.head, keys.state_id, header.version, header.size)
+        return self._metadata(keys.state_id, header.version, header.created_ms, info)
 
     @telemetry.traced("list_versions")
     async def list_versions(self, state_id: str) -> list[StateMetadata]:
         """Return the metadata of every stored version, oldest first (``[]`` if unknown)."""
-        self._ensure_open()
-        keys = self._state(state_id)
-        reply: Sequence[Any] = await self._run(scripts.LIST_VERSIONS, keys)
-        if not reply:
-            return []
-        created, entries = reply[0], reply[1:]
+        keys = self._keys(state_id)
         out = []
-        for number, header, size in entries:
+        for header in await self._storage.versions(keys):
             with self._counting_integrity(keys.state_id):
-                info = self._codec.parse_header(header, keys.state_id, _int(number), _int(size))
-            out.append(self._metadata(keys.state_id, _int(number), created, info))
+                info = self._codec.parse_header(header.head, keys.state_id, header.version, header.size)
+            out.append(self._metadata(keys.state_id, header.version, header.created_ms, info))
         return out
 
     @telemetry.traced("exists")
     async def exists(self, state_id: str) -> bool:
         """Return whether the state exists (has at least one stored version)."""
-        self._ensure_open()
-        keys = self._state(state_id)
-        return bool(await self._executor.command("EXISTS", keys.state))
+        return await self._storage.exists(self._keys(state_id))
 
     def iter_states(self, *, tag: str | None = None) -> AsyncIterator[str]:
         """Iterate over the ids of existing states, or of those whose head carries ``tag``.
 
         Uses SCAN (never KEYS) or the tag's index, each member checked against
         its state's head, so an expired, deleted or re-tagged state is never
-        yielded. Each id is yielded once; no order is promised.
+        yielded. No order is promised. Memory stays flat however many states
+        there are: an id is remembered only while it is recent, so if the
+        server resizes its keyspace during the iteration an id can, rarely, be
+        yielded twice (:meth:`list_states` never returns one twice).
         """
         self._ensure_open()
-        wanted = None if tag is None else check_tag(tag)
-        if wanted is None:
-            return self._iter_all()
-        if self._cluster_tags is not None:
-            return self._cluster_tags.members(wanted)
-        return self._iter_tag(wanted)
-
-    async def _iter_all(self) -> AsyncIterator[str]:
-        seen: set[bytes] = set()
-        async for key in self._executor.scan(self._keys.state_pattern(), type_="hash"):
-            if key not in seen:
-                seen.add(key)
-                yield self._keys.id_from_state_key(key)
-
-    async def _iter_tag(self, tag: str) -> AsyncIterator[str]:
-        seen: set[bytes] = set()
-        tag_key = self._keys.tag(tag)
-        cursor: bytes | int = 0
-        head, middle = self._keys.state_key_parts()
-        while True:
-            cursor, members = await self._executor.run(
-                scripts.TAG_MEMBERS, [tag_key], [head, middle, tag, cursor, _TAG_PAGE]
-            )
-            for member in members:
-                if member not in seen:
-                    seen.add(member)
-                    yield member.decode("utf-8", "surrogatepass")
-            if int(cursor) == 0:
-                return
+        return self._storage.ids(None if tag is None else check_tag(tag))
 
     async def list_states(self, *, tag: str | None = None) -> list[str]:
-        """Return the ids of existing states (whose head carries ``tag``, if given)."""
-        return [state_id async for state_id in self.iter_states(tag=tag)]
+        """Return the ids of existing states (whose head carries ``tag``, if given), each once."""
+        return list(dict.fromkeys([state_id async for state_id in self.iter_states(tag=tag)]))
 
     async def get_stats(self) -> dict[str, Any]:
         """Return server figures, this store's counters and the pool's use.
@@ -657,11 +700,12 @@ class RedisStatePersistence:
         ``connected_clients`` and more; ``store`` the counters since this store
         was created (``saves``, ``loads``, ``conflicts``, ``integrity_failures``,
         ``bytes_raw``, ``bytes_stored``, ``compression_ratio``); ``pool`` the
-        connection pool's size and use.
+        connection pool's size and use. ``bytes_stored`` counts the bytes each
+        save sent: a chunked save does not send the chunks the state holds.
         """
         self._ensure_open()
         try:
-            redis_info = _summarise_info(await self._executor.info(), cluster=self._cluster)
+            redis_info = summarise_info(await self._executor.info(), cluster=self._cluster)
         except StoreRefusedError:
             if self._cluster:
                 raise
@@ -679,8 +723,8 @@ class RedisStatePersistence:
         user and give the memory use and the version; client counts are not
         available, and ``info_restricted`` says so.
         """
-        stats = _pairs(await self._executor.command("MEMORY", "STATS"))
-        server = _pairs(await self._executor.command("HELLO"))
+        stats = pairs(await self._executor.command("MEMORY", "STATS"))
+        server = pairs(await self._executor.command("HELLO"))
 
         def text(value: Any) -> str:
             return value.decode() if isinstance(value, bytes) else str(value)
@@ -693,58 +737,3 @@ class RedisStatePersistence:
             "used_memory_peak": int(stats.get(b"peak.allocated", 0)),
             "info_restricted": True,
         }
-
-
-_INFO_FIELDS = (
-    "redis_version",
-    "redis_mode",
-    "role",
-    "uptime_in_seconds",
-    "used_memory",
-    "used_memory_peak",
-    "maxmemory",
-    "maxmemory_policy",
-    "connected_clients",
-    "blocked_clients",
-    "total_commands_processed",
-    "keyspace_hits",
-    "keyspace_misses",
-    "evicted_keys",
-    "expired_keys",
-)
-
-
-def _pairs(reply: Any) -> dict[Any, Any]:
-    # A flat [name, value, ...] array in RESP2, already a map in RESP3.
-    if isinstance(reply, dict):
-        return reply
-    return dict(zip(reply[::2], reply[1::2], strict=False))
-
-
-def _pick(info: dict[str, Any]) -> dict[str, Any]:
-    return {name: info[name] for name in _INFO_FIELDS if name in info}
-
-
-def _summarise_info(info: dict[str, Any], *, cluster: bool) -> dict[str, Any]:
-    if not cluster or "redis_version" in info:
-        return _pick(info)
-    # RedisCluster.info() answers {node name: INFO of that node}.
-    nodes = {str(name): _pick(node) for name, node in info.items() if isinstance(node, dict)}
-    first = next(iter(nodes.values()), {})
-
-    def total(name: str) -> int:
-        return sum(int(node.get(name, 0)) for node in nodes.values())
-
-    return {
-        "redis_version": first.get("redis_version"),
-        "redis_mode": first.get("redis_mode", "cluster"),
-        "primaries": len(nodes),
-        "used_memory": total("used_memory"),
-        "connected_clients": total("connected_clients"),
-        "total_commands_processed": total("total_commands_processed"),
-        "keyspace_hits": total("keyspace_hits"),
-        "keyspace_misses": total("keyspace_misses"),
-        "evicted_keys": total("evicted_keys"),
-        "expired_keys": total("expired_keys"),
-        "nodes": nodes,
-    }

@@ -18,7 +18,9 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "MAX_TTL_SECONDS",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_VERSION",
+    "check_idempotency_key",
     "check_keep_last",
     "check_state_id",
     "check_tag",
@@ -31,6 +33,7 @@ __all__ = [
 MAX_STATE_ID_LENGTH = 1024
 MAX_TAG_LENGTH = 1024
 MAX_TAGS = 256
+MAX_IDEMPOTENCY_KEY_LENGTH = 256
 # About 100 years: far beyond any real expiry, far below the millisecond overflow
 # of Redis's PEXPIRE.
 MAX_TTL_SECONDS = 100 * 365 * 24 * 3600
@@ -55,6 +58,11 @@ def _text(value: object, name: str, limit: int) -> str:
 def check_state_id(state_id: object) -> str:
     """Return ``state_id`` if it is a non-empty ``str`` of at most 1024 characters."""
     return _text(state_id, "state_id", MAX_STATE_ID_LENGTH)
+
+
+def check_idempotency_key(key: object) -> str:
+    """Return ``key`` if it is a non-empty ``str`` of at most 256 characters."""
+    return _text(key, "idempotency_key", MAX_IDEMPOTENCY_KEY_LENGTH)
 
 
 def _non_negative_int(value: object, name: str) -> int:

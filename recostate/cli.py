@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -672,18 +671,17 @@ def rollback(
         async with _store(target) as store:
             if not await store.exists(state_id):
                 await _missing(store, state_id, target)
-            expires = await raw.remaining_ttl_ms(store, state_id)
+            # The new head keeps the state's own remaining expiry (in the same
+            # atomic write), not the store's default TTL.
+            expires = await raw.remaining_ttl_s(store, state_id)
             try:
-                meta = await store.rollback(state_id, version)
+                meta = await store.rollback(state_id, version, ttl=expires)
             except VersionNotFoundError:
                 kept = [m.version for m in await store.list_versions(state_id)]
                 _fail(
                     f"state {state_id!r} has no stored version {version} "
                     f"(stored: {', '.join(map(str, kept))})"
                 )
-            if expires is not None:
-                # rollback() applies the store's default TTL; keep the state's own.
-                await store.touch(state_id, ttl=max(1, math.ceil(expires / 1000)))
             click.echo(
                 f"{state_id}: version {meta.version} restores version {meta.rolled_back_from}"
             )

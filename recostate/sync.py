@@ -116,10 +116,18 @@ class RedisStatePersistence:
         tags: Iterable[str] | None = None,
         ttl: int | Default | None = DEFAULT,
         expected_version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> StateMetadata:
         """Save ``state`` as a new version of ``state_id`` (see the async class)."""
         return self._call(
-            self._store.save_with_metadata, state, state_id, version, tags, ttl, expected_version
+            self._store.save_with_metadata,
+            state,
+            state_id,
+            version,
+            tags,
+            ttl,
+            expected_version,
+            idempotency_key,
         )
 
     def save(
@@ -131,6 +139,7 @@ class RedisStatePersistence:
         tags: Iterable[str] | None = None,
         ttl: int | Default | None = DEFAULT,
         expected_version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> StateMetadata:
         """Save ``state`` under ``state_id`` and return its metadata."""
         return self._call(
@@ -141,6 +150,7 @@ class RedisStatePersistence:
             tags=tags,
             ttl=ttl,
             expected_version=expected_version,
+            idempotency_key=idempotency_key,
         )
 
     @overload
@@ -181,9 +191,11 @@ class RedisStatePersistence:
         """Delete one version; ``True`` if it existed."""
         return self._call(self._store.delete_version, state_id, version)
 
-    def rollback(self, state_id: str, version: int) -> StateMetadata:
+    def rollback(
+        self, state_id: str, version: int, *, ttl: int | Default | None = DEFAULT
+    ) -> StateMetadata:
         """Write a new head equal to ``version``; history is kept."""
-        return self._call(self._store.rollback, state_id, version)
+        return self._call(self._store.rollback, state_id, version, ttl=ttl)
 
     def delete(self, state_id: str) -> bool:
         """Delete every key of the state; ``True`` if it existed."""

@@ -33,9 +33,9 @@ from recostate import (
     SerializationError,
     StateMetadata,
 )
-from recostate._keys import KeySpace
 from recostate._server import EmbeddedRedis, find_redis_server
 from recostate._validation import MAX_STATE_ID_LENGTH, MAX_TAG_LENGTH, MAX_TAGS, MAX_TTL_SECONDS
+from tests.layout import get_version, set_version, versions_key
 
 pytestmark = pytest.mark.integration
 
@@ -422,11 +422,8 @@ def frames(server: EmbeddedRedis, admin: redis.Redis) -> Frames:
     asyncio.run(write())
     found = Frames()
     for signing in (False, True):
-        space = KeySpace(f"{PREFIX}-src-{int(signing)}")
         for state_id in STATES:
-            value = admin.get(space.state(state_id).version(1))
-            assert isinstance(value, bytes)
-            found[(signing, state_id)] = value
+            found[(signing, state_id)] = get_version(admin, f"{PREFIX}-src-{int(signing)}", state_id, 1)
     return found
 
 
@@ -456,7 +453,6 @@ def test_corrupted_stored_bytes_are_integrity_errors_only(
     damaged = damage(genuine, other)
     if damaged == genuine:
         return
-    keys = KeySpace(PREFIX).state(state_id)
     # The state as a save leaves it, then the head's frame replaced by the damaged bytes.
     for key in keys_under_prefix(admin):
         admin.delete(key)
@@ -469,7 +465,7 @@ def test_corrupted_stored_bytes_are_integrity_errors_only(
             await store_setup.save(state_id, {"placeholder": True})
 
     asyncio.run(setup())
-    admin.set(keys.version(1), damaged)
+    set_version(admin, PREFIX, state_id, 1, damaged)
 
     outcomes = dict(asyncio.run(_read_everything(server.url, signing, state_id)))
     # Whatever was damaged, a load never returns a state: the checksum (or
@@ -489,4 +485,4 @@ def test_corrupted_stored_bytes_are_integrity_errors_only(
     assert isinstance(outcomes["list_versions"], (IntegrityError, list))
     # Nothing was written by the failed rollback.
     if isinstance(outcomes["rollback"], IntegrityError):
-        assert admin.zcard(keys.index) == 1
+        assert admin.hlen(versions_key(PREFIX, state_id)) == 1

@@ -20,9 +20,9 @@ from click.testing import CliRunner, Result
 
 from recostate import RedisStatePersistence, __version__
 from recostate._cluster_server import EmbeddedCluster
-from recostate._keys import KeySpace
 from recostate._server import EmbeddedRedis
 from recostate.cli import cli
+from tests.layout import get_version, set_version, state_ttl
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +68,11 @@ def with_store(url: str, prefix: str, work: Any) -> Any:
 
 
 def corrupt(url: str, prefix: str, state_id: str, version: int) -> None:
-    key = KeySpace(prefix).state(state_id).version(version)
     client = redis.Redis.from_url(url)
     try:
-        stored = client.get(key)
-        assert stored is not None
-        assert isinstance(stored, bytes)
+        stored = get_version(client, prefix, state_id, version)
         # Flip the last two bytes: a fixed value could equal what is there.
-        client.setrange(key, len(stored) - 2, bytes(b ^ 0xFF for b in stored[-2:]))
+        set_version(client, prefix, state_id, version, stored[:-2] + bytes(b ^ 0xFF for b in stored[-2:]))
     finally:
         client.close()
 
@@ -170,8 +167,7 @@ def test_rollback_writes_a_new_head_and_keeps_the_expiry(
 
     async def check(store: RedisStatePersistence) -> None:
         assert await store.load("s") == {"v": 1}
-        keys = KeySpace(prefix).state("s")
-        ttl = await store._executor.command("PTTL", keys.state)
+        ttl = state_ttl(server.url, prefix, "s")
         assert 0 < ttl <= 900_000
 
     with_store(server.url, prefix, check)
@@ -204,12 +200,11 @@ def test_prune_keeps_the_newest_versions(server: EmbeddedRedis, prefix: str) -> 
 
 def test_touch_sets_and_removes_the_expiry(server: EmbeddedRedis, prefix: str) -> None:
     seed(server.url, prefix, ("s", 1, {}))
-    keys = KeySpace(prefix).state("s")
     assert run(server, prefix, "touch", "s", "--ttl", "100").exit_code == 0
-    ttl = with_store(server.url, prefix, lambda s: s._executor.command("PTTL", keys.state))
+    ttl = state_ttl(server.url, prefix, "s")
     assert 0 < ttl <= 100_000
     assert run(server, prefix, "touch", "s", "--persist").output.strip() == "s: never expires"
-    assert with_store(server.url, prefix, lambda s: s._executor.command("PTTL", keys.state)) == -1
+    assert state_ttl(server.url, prefix, "s") == -1
     assert run(server, prefix, "touch", "s").exit_code == 2
     assert run(server, prefix, "touch", "nope", "--ttl", "5").exit_code == 1
 
@@ -283,8 +278,7 @@ def test_export_and_import_move_every_version_between_servers(
     source = with_store(server.url, prefix, snapshot)
     target = with_store(other_server.url, prefix, snapshot)
     assert target == source
-    keys = KeySpace(prefix).state("session")
-    ttl = with_store(other_server.url, prefix, lambda s: s._executor.command("PTTL", keys.state))
+    ttl = state_ttl(other_server.url, prefix, "session")
     assert 0 < ttl <= 600_000
 
 

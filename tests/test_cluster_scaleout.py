@@ -21,8 +21,8 @@ from redis.crc import key_slot
 
 from recostate import RedisStatePersistence, ReplicationError, StoreUnavailableError
 from recostate._cluster_server import EmbeddedCluster, admin_command
-from recostate._keys import KeySpace
 from recostate._redis.cluster_pipeline import ClusterAutoPipeline
+from recostate._storage.keys import KeySpace
 
 pytestmark = pytest.mark.integration
 
@@ -222,7 +222,7 @@ async def test_a_state_split_by_a_migration_is_never_reported_missing(
     cluster: EmbeddedCluster, cluster_store: Callable[..., RedisStatePersistence]
 ) -> None:
     # redis-cli --cluster reshard moves a slot's keys a few at a time, so a
-    # state's hash and index can reach the new node before its version keys.
+    # state's hash and version list can reach the new node before its versions.
     store = cluster_store()
     source, target = cluster.primaries()[:2]
     keys = KeySpace(store.config.key_prefix)
@@ -235,7 +235,7 @@ async def test_a_state_split_by_a_migration_is_never_reported_missing(
     slot = _slot(keys, state_id)
     admin_command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id)
     admin_command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id)
-    moved_first = [state.state, state.index, state.writes]
+    moved_first = state.all[:2]
     admin_command(
         source.port, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *moved_first
     )
@@ -319,7 +319,7 @@ async def test_listing_and_tags_cover_every_primary_and_stay_exact(
     try:
         for state_id in expired:
             state = keys.state(state_id)
-            for key in (state.state, state.index, state.writes, state.version(1)):
+            for key in state.all:
                 await raw.pexpire(key, 1)
         for state_id in trimmed:
             assert await store.prune(state_id, 0) == 1

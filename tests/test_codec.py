@@ -1,4 +1,7 @@
-"""The codec alone (no Redis): framing, compression, checksum, and corruption handling."""
+"""The codec alone (no Redis): whole frames, compression, checksum, and corruption handling.
+
+Chunked versions have their own file, ``tests/test_chunks.py``.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recostate import CompressionType, IntegrityError, PayloadTooLargeError, SerializationError
-from recostate._codec import Codec, EncodedFrame, FrameHeader
+from recostate._codec import Codec, EncodedVersion, StoredVersion, VersionHeader, VersionInfo
+
+FrameHeader = VersionHeader
 
 PREFIX = struct.Struct(">2sBBBBI")
 CODEC_IDS = {CompressionType.NONE: 0, CompressionType.LZ4: 1, CompressionType.ZLIB: 2}
@@ -38,22 +43,35 @@ class Point:
     y: int
 
 
+class WholeCodec(Codec):
+    """The codec with whole frames only, and the two calls these tests make most."""
+
+    def decode_frame(
+        self, frame: bytes, state_id: str, version: int, type_: Any = None
+    ) -> tuple[Any, VersionInfo]:
+        return self.decode_now(StoredVersion(frame), state_id, version, type_)
+
+    def build_frame(self, raw: bytes, header: FrameHeader, state_id: str = "") -> EncodedVersion:
+        return self.encode_now(raw, header, state_id)
+
+
 def make_codec(
     compression: CompressionType = CompressionType.LZ4,
     *,
     threshold: int = 1024,
     offload: int = 1 << 30,
     max_payload: int = 64 * 1024 * 1024,
-) -> Codec:
-    return Codec(
+) -> WholeCodec:
+    return WholeCodec(
         compression=compression,
         compression_threshold=threshold,
         offload_threshold=offload,
         max_payload_bytes=max_payload,
+        chunk_threshold=None,
     )
 
 
-def build(codec: Codec, state: object, header: FrameHeader = HEADER) -> EncodedFrame:
+def build(codec: WholeCodec, state: object, header: FrameHeader = HEADER) -> EncodedVersion:
     raw = codec.encode_state(state)
     return codec.build_frame(raw, FrameHeader(header.updated_at_ms, len(raw), header.ttl,
                                               header.rolled_back_from, header.tags))
@@ -92,7 +110,7 @@ def header_bytes(size_bytes: int, tags: tuple[str, ...] = ()) -> bytes:
     return msgspec.msgpack.encode(FrameHeader(1_700_000_000_000, size_bytes, 0, 0, tags))
 
 
-def small_frames() -> list[EncodedFrame]:
+def small_frames() -> list[EncodedVersion]:
     """Small frames of each codec (compressed ones forced with a zero threshold)."""
     state = {"k": "abc" * 20, "n": [1, 2, 3]}
     return [
@@ -110,11 +128,11 @@ def test_round_trip_each_compression_type(compression: CompressionType) -> None:
     codec = make_codec(compression)
     frame = build(codec, COMPRESSIBLE)
     assert frame.info.compression is compression
-    assert frame.info.stored_bytes == len(frame.data)
+    assert frame.info.stored_bytes == len(frame.frame)
     assert frame.info.header.size_bytes == len(msgspec.msgpack.encode(COMPRESSIBLE))
     if compression is not CompressionType.NONE:
         assert frame.info.stored_bytes < frame.info.header.size_bytes
-    state, parsed = codec.decode_frame(frame.data, "s", 1)
+    state, parsed = codec.decode_frame(frame.frame, "s", 1)
     assert state == COMPRESSIBLE
     assert parsed == frame.info
     assert parsed.header.tags == ("alpha", "beta")
@@ -125,7 +143,7 @@ def test_round_trip_each_compression_type(compression: CompressionType) -> None:
 @pytest.mark.parametrize("reader", list(CompressionType))
 def test_any_codec_reads_any_frame(writer: CompressionType, reader: CompressionType) -> None:
     frame = build(make_codec(writer), COMPRESSIBLE)
-    state, parsed = make_codec(reader).decode_frame(frame.data, "s", 1)
+    state, parsed = make_codec(reader).decode_frame(frame.frame, "s", 1)
     assert state == COMPRESSIBLE
     assert parsed.compression is writer
 
@@ -149,32 +167,32 @@ def test_any_codec_reads_any_frame(writer: CompressionType, reader: CompressionT
 def test_round_trip_builtin_values(state: object) -> None:
     codec = make_codec(CompressionType.LZ4, threshold=0)
     frame = build(codec, state)
-    assert codec.decode_frame(frame.data, "s", 1)[0] == state
+    assert codec.decode_frame(frame.frame, "s", 1)[0] == state
 
 
 def test_typed_decode_of_struct_and_dataclass() -> None:
     codec = make_codec()
     frame = build(codec, Agent("a", 3))
-    assert codec.decode_frame(frame.data, "s", 1, Agent)[0] == Agent("a", 3)
-    assert codec.decode_frame(frame.data, "s", 1)[0] == {"name": "a", "step": 3}
+    assert codec.decode_frame(frame.frame, "s", 1, Agent)[0] == Agent("a", 3)
+    assert codec.decode_frame(frame.frame, "s", 1)[0] == {"name": "a", "step": 3}
     frame = build(codec, Point(1, 2))
-    assert codec.decode_frame(frame.data, "s", 1, Point)[0] == Point(1, 2)
+    assert codec.decode_frame(frame.frame, "s", 1, Point)[0] == Point(1, 2)
 
 
 def test_typed_decode_mismatch_is_serialization_error() -> None:
     codec = make_codec()
     frame = build(codec, {"name": "a", "step": "not an int"})
     with pytest.raises(SerializationError):
-        codec.decode_frame(frame.data, "s", 1, Agent)
+        codec.decode_frame(frame.frame, "s", 1, Agent)
     frame = build(codec, {"a": 1})
     with pytest.raises(SerializationError):
-        codec.decode_frame(frame.data, "s", 1, list[int])
+        codec.decode_frame(frame.frame, "s", 1, list[int])
 
 
 def test_frame_layout_matches_the_documented_prefix() -> None:
     codec = make_codec(CompressionType.ZLIB, threshold=0)
     frame = build(codec, COMPRESSIBLE)
-    (magic, fmt, codec_id, algo, checksum_len, header_len), _, header, _ = split(frame.data)
+    (magic, fmt, codec_id, algo, checksum_len, header_len), _, header, _ = split(frame.frame)
     assert (magic, fmt, codec_id, algo, checksum_len) == (b"RS", 1, 2, 1, 4)
     assert header_len == len(header)
     assert msgspec.msgpack.decode(header, type=FrameHeader) == frame.info.header
@@ -189,10 +207,10 @@ def test_below_threshold_is_stored_uncompressed(compression: CompressionType) ->
     raw_len = len(msgspec.msgpack.encode(state))
     below = build(make_codec(compression, threshold=raw_len + 1), state)
     assert below.info.compression is CompressionType.NONE
-    assert split(below.data)[3] == msgspec.msgpack.encode(state)
+    assert split(below.frame)[3] == msgspec.msgpack.encode(state)
     at = build(make_codec(compression, threshold=raw_len), state)
     assert at.info.compression is compression
-    assert make_codec(compression).decode_frame(at.data, "s", 1)[0] == state
+    assert make_codec(compression).decode_frame(at.frame, "s", 1)[0] == state
 
 
 @pytest.mark.parametrize("compression", [CompressionType.LZ4, CompressionType.ZLIB])
@@ -200,8 +218,8 @@ def test_incompressible_payload_is_stored_uncompressed(compression: CompressionT
     state = os.urandom(8192)
     frame = build(make_codec(compression, threshold=0), state)
     assert frame.info.compression is CompressionType.NONE
-    assert split(frame.data)[3] == msgspec.msgpack.encode(state)
-    assert make_codec().decode_frame(frame.data, "s", 1)[0] == state
+    assert split(frame.frame)[3] == msgspec.msgpack.encode(state)
+    assert make_codec().decode_frame(frame.frame, "s", 1)[0] == state
 
 
 # -- checksum -----------------------------------------------------------------------------
@@ -215,16 +233,16 @@ def test_checksum_string_form() -> None:
         assert len(digest) == 8 and digest == digest.lower()
         int(digest, 16)
         # CRC-32 over everything but the checksum field itself.
-        expected = zlib.crc32(frame.data[:10] + frame.data[14:])
+        expected = zlib.crc32(frame.frame[:10] + frame.frame[14:])
         assert digest == f"{expected:08x}"
-        assert frame.data[10:14] == expected.to_bytes(4, "big")
+        assert frame.frame[10:14] == expected.to_bytes(4, "big")
 
 
 def test_parse_header_reads_fields_without_payload() -> None:
     codec = make_codec(CompressionType.LZ4, threshold=0)
     frame = build(codec, COMPRESSIBLE)
-    head = frame.data[:64]
-    parsed = codec.parse_header(head, "s", 1, len(frame.data))
+    head = frame.frame[:64]
+    parsed = codec.parse_header(head, "s", 1, len(frame.frame))
     assert parsed == frame.info
 
 
@@ -235,9 +253,9 @@ def test_parse_header_reads_fields_without_payload() -> None:
 def test_every_single_bit_flip_is_an_integrity_error(index: int) -> None:
     frame = small_frames()[index]
     codec = make_codec()
-    assert len(frame.data) < 200
-    for bit in range(len(frame.data) * 8):
-        corrupt = bytearray(frame.data)
+    assert len(frame.frame) < 200
+    for bit in range(len(frame.frame) * 8):
+        corrupt = bytearray(frame.frame)
         corrupt[bit // 8] ^= 1 << (bit % 8)
         with pytest.raises(IntegrityError) as info:
             codec.decode_frame(bytes(corrupt), "sid", 7)
@@ -249,25 +267,25 @@ def test_every_single_bit_flip_is_an_integrity_error(index: int) -> None:
 def test_every_truncation_is_an_integrity_error(index: int) -> None:
     frame = small_frames()[index]
     codec = make_codec()
-    for length in range(len(frame.data)):
+    for length in range(len(frame.frame)):
         with pytest.raises(IntegrityError):
-            codec.decode_frame(frame.data[:length], "s", 1)
+            codec.decode_frame(frame.frame[:length], "s", 1)
 
 
 def test_trailing_bytes_are_an_integrity_error() -> None:
     codec = make_codec()
     for frame in small_frames():
         with pytest.raises(IntegrityError):
-            codec.decode_frame(frame.data + b"\x00", "s", 1)
+            codec.decode_frame(frame.frame + b"\x00", "s", 1)
 
 
 @pytest.mark.parametrize("codec_byte", [3, 7, 128, 255])
 def test_unknown_codec_byte_is_an_integrity_error(codec_byte: int) -> None:
     codec = make_codec()
     for frame in small_frames():
-        _, _, header, payload = split(frame.data)
+        _, _, header, payload = split(frame.frame)
         # Unchanged checksum, and a consistently re-checksummed frame.
-        corrupt = bytearray(frame.data)
+        corrupt = bytearray(frame.frame)
         corrupt[3] = codec_byte
         with pytest.raises(IntegrityError):
             codec.decode_frame(bytes(corrupt), "s", 1)
@@ -278,7 +296,7 @@ def test_unknown_codec_byte_is_an_integrity_error(codec_byte: int) -> None:
 def test_codec_byte_naming_another_known_codec_is_an_integrity_error() -> None:
     codec = make_codec()
     for frame in small_frames():
-        _, _, header, payload = split(frame.data)
+        _, _, header, payload = split(frame.frame)
         actual = CODEC_IDS[frame.info.compression]
         for other in set(CODEC_IDS.values()) - {actual}:
             with pytest.raises(IntegrityError):
@@ -292,7 +310,8 @@ def test_codec_byte_naming_another_known_codec_is_an_integrity_error() -> None:
         {"magic": b"rs"},
         {"magic": b"\x00\x00"},
         {"fmt": 0},
-        {"fmt": 2},
+        {"fmt": 3},  # a chunk, not a version
+        {"fmt": 6},
         {"fmt": 255},
         {"algo": 0},
         {"algo": 2},
@@ -301,7 +320,7 @@ def test_codec_byte_naming_another_known_codec_is_an_integrity_error() -> None:
 def test_wrong_magic_format_or_algorithm_is_an_integrity_error(change: dict[str, Any]) -> None:
     codec = make_codec()
     for frame in small_frames():
-        _, _, header, payload = split(frame.data)
+        _, _, header, payload = split(frame.frame)
         forged = forge(payload, header, codec_id=CODEC_IDS[frame.info.compression], **change)
         with pytest.raises(IntegrityError):
             codec.decode_frame(forged, "s", 1)
@@ -313,7 +332,7 @@ def test_wrong_magic_format_or_algorithm_is_an_integrity_error(change: dict[str,
 def test_wrong_checksum_length_is_an_integrity_error(checksum_len: int) -> None:
     codec = make_codec()
     frame = small_frames()[0]
-    corrupt = bytearray(frame.data)
+    corrupt = bytearray(frame.frame)
     corrupt[5] = checksum_len
     with pytest.raises(IntegrityError):
         codec.decode_frame(bytes(corrupt), "s", 1)
@@ -322,14 +341,14 @@ def test_wrong_checksum_length_is_an_integrity_error(checksum_len: int) -> None:
 def test_header_length_too_big_or_too_small_is_an_integrity_error() -> None:
     codec = make_codec()
     for frame in small_frames():
-        _, _, header, payload = split(frame.data)
+        _, _, header, payload = split(frame.frame)
         codec_id = CODEC_IDS[frame.info.compression]
-        for header_len in (len(header) + 1, len(header) + len(payload), len(frame.data),
+        for header_len in (len(header) + 1, len(header) + len(payload), len(frame.frame),
                            2**32 - 1, len(header) - 1, 0):
             forged = forge(payload, header, codec_id=codec_id, header_len=header_len)
             with pytest.raises(IntegrityError):
                 codec.decode_frame(forged, "s", 1)
-            corrupt = bytearray(frame.data)
+            corrupt = bytearray(frame.frame)
             corrupt[6:10] = header_len.to_bytes(4, "big")
             with pytest.raises(IntegrityError):
                 codec.decode_frame(bytes(corrupt), "s", 1)
@@ -338,8 +357,8 @@ def test_header_length_too_big_or_too_small_is_an_integrity_error() -> None:
 def test_lz4_and_zlib_payloads_swapped_are_integrity_errors() -> None:
     lz4_frame = build(make_codec(CompressionType.LZ4, threshold=0), COMPRESSIBLE)
     zlib_frame = build(make_codec(CompressionType.ZLIB, threshold=0), COMPRESSIBLE)
-    _, _, lz4_header, lz4_payload = split(lz4_frame.data)
-    _, _, zlib_header, zlib_payload = split(zlib_frame.data)
+    _, _, lz4_header, lz4_payload = split(lz4_frame.frame)
+    _, _, zlib_header, zlib_payload = split(zlib_frame.frame)
     assert lz4_header == zlib_header  # same state, same header: only the payloads differ
     codec = make_codec()
     # A zlib stream labelled LZ4 and the reverse, checksums made consistent.
@@ -348,12 +367,12 @@ def test_lz4_and_zlib_payloads_swapped_are_integrity_errors() -> None:
     with pytest.raises(IntegrityError):
         codec.decode_frame(forge(lz4_payload, zlib_header, codec_id=2), "s", 1)
     # The same swaps spliced into the stored frames, checksums left alone.
-    prefix_len = len(lz4_frame.data) - len(lz4_payload)
+    prefix_len = len(lz4_frame.frame) - len(lz4_payload)
     with pytest.raises(IntegrityError):
-        codec.decode_frame(lz4_frame.data[:prefix_len] + zlib_payload, "s", 1)
-    prefix_len = len(zlib_frame.data) - len(zlib_payload)
+        codec.decode_frame(lz4_frame.frame[:prefix_len] + zlib_payload, "s", 1)
+    prefix_len = len(zlib_frame.frame) - len(zlib_payload)
     with pytest.raises(IntegrityError):
-        codec.decode_frame(zlib_frame.data[:prefix_len] + lz4_payload, "s", 1)
+        codec.decode_frame(zlib_frame.frame[:prefix_len] + lz4_payload, "s", 1)
 
 
 @pytest.mark.parametrize("compression", list(CompressionType))
@@ -361,12 +380,12 @@ def test_another_frames_payload_swapped_in_is_an_integrity_error(compression: Co
     codec = make_codec(compression, threshold=0)
     first = build(codec, {"text": "first " * 300})
     second = build(codec, {"text": "the second one " * 200, "extra": list(range(30))})
-    fields, _, first_header, first_payload = split(first.data)
-    _, _, _, second_payload = split(second.data)
+    fields, _, first_header, first_payload = split(first.frame)
+    _, _, _, second_payload = split(second.frame)
     assert first.info.header.size_bytes != second.info.header.size_bytes
     # Spliced, checksum unchanged.
     with pytest.raises(IntegrityError):
-        codec.decode_frame(first.data[: len(first.data) - len(first_payload)] + second_payload, "s", 1)
+        codec.decode_frame(first.frame[: len(first.frame) - len(first_payload)] + second_payload, "s", 1)
     # Spliced and re-checksummed: the announced size no longer holds.
     with pytest.raises(IntegrityError):
         codec.decode_frame(forge(second_payload, first_header, codec_id=fields[2]), "s", 1)
@@ -467,7 +486,7 @@ Mutation = tuple[str, int, int]
     ),
 )
 def test_random_mutations_are_an_integrity_error(index: int, mutations: list[Mutation]) -> None:
-    original = small_frames()[index].data
+    original = small_frames()[index].frame
     data = bytearray(original)
     for kind, where, value in mutations:
         position = where % (len(data) + 1)
@@ -512,7 +531,7 @@ def test_consistent_forgeries_decode_or_raise_integrity_error(
 def test_random_states_round_trip(state: Any, compression: CompressionType, threshold: int) -> None:
     codec = make_codec(compression, threshold=threshold)
     frame = build(codec, state)
-    assert codec.decode_frame(frame.data, "s", 1)[0] == state
+    assert codec.decode_frame(frame.frame, "s", 1)[0] == state
 
 
 # -- encoding errors and limits ------------------------------------------------------------
@@ -538,18 +557,6 @@ def test_state_nested_too_deep_is_a_serialization_error() -> None:
         make_codec().encode_state(state)
 
 
-async def test_encode_raises_serialization_error_before_building_a_header() -> None:
-    calls: list[int] = []
-
-    def header_of(size: int) -> FrameHeader:
-        calls.append(size)
-        return FrameHeader(0, size, 0, 0)
-
-    with pytest.raises(SerializationError):
-        await make_codec().encode(Opaque(), header_of)
-    assert calls == []
-
-
 def test_payload_over_the_maximum_is_refused() -> None:
     state = b"x" * 1000
     size = len(msgspec.msgpack.encode(state))
@@ -559,11 +566,6 @@ def test_payload_over_the_maximum_is_refused() -> None:
     assert info.value.size == size
     assert info.value.limit == size - 1
     assert isinstance(info.value, ValueError)
-
-
-async def test_async_encode_refuses_payload_over_the_maximum() -> None:
-    with pytest.raises(PayloadTooLargeError):
-        await make_codec(max_payload=10).encode("y" * 100, lambda size: FrameHeader(0, size, 0, 0))
 
 
 # -- async paths: inline and worker thread ---------------------------------------------------
@@ -589,24 +591,24 @@ async def test_decode_in_a_thread_equals_inline(
     inline = make_codec(offload=1 << 30)
     threaded = make_codec(offload=0)
     calls = counting_to_thread(monkeypatch)
-    expected = await inline.decode(frame.data, "s", 1)
+    expected = await inline.decode(StoredVersion(frame.frame), "s", 1)
     assert calls == []
-    got = await threaded.decode(frame.data, "s", 1)
+    got = await threaded.decode(StoredVersion(frame.frame), "s", 1)
     assert len(calls) == 1
     assert got == expected
     assert got[0] == COMPRESSIBLE
     typed = build(make_codec(compression), Agent("n", 2))
-    assert (await threaded.decode(typed.data, "s", 1, Agent))[0] == Agent("n", 2)
+    assert (await threaded.decode(StoredVersion(typed.frame), "s", 1, Agent))[0] == Agent("n", 2)
 
 
 async def test_decode_in_a_thread_raises_the_same_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     frame = build(make_codec(), COMPRESSIBLE)
-    corrupt = frame.data[:-1] + bytes([frame.data[-1] ^ 1])
+    corrupt = frame.frame[:-1] + bytes([frame.frame[-1] ^ 1])
     calls = counting_to_thread(monkeypatch)
     with pytest.raises(IntegrityError):
-        await make_codec(offload=0).decode(corrupt, "s", 1)
+        await make_codec(offload=0).decode(StoredVersion(corrupt), "s", 1)
     with pytest.raises(SerializationError):
-        await make_codec(offload=0).decode(frame.data, "s", 1, Agent)
+        await make_codec(offload=0).decode(StoredVersion(frame.frame), "s", 1, Agent)
     assert len(calls) == 2
 
 
@@ -614,13 +616,12 @@ async def test_decode_in_a_thread_raises_the_same_errors(monkeypatch: pytest.Mon
 async def test_encode_in_a_thread_equals_inline(
     compression: CompressionType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def header_of(size: int) -> FrameHeader:
-        return FrameHeader(1234, size, 0, 0, ("t",))
-
+    raw = msgspec.msgpack.encode(COMPRESSIBLE)
+    header = FrameHeader(1234, len(raw), 0, 0, ("t",))
     calls = counting_to_thread(monkeypatch)
-    inline = await make_codec(compression, offload=1 << 30).encode(COMPRESSIBLE, header_of)
+    inline = await make_codec(compression, offload=1 << 30).encode(raw, header, "s")
     assert calls == []
-    threaded = await make_codec(compression, offload=0).encode(COMPRESSIBLE, header_of)
+    threaded = await make_codec(compression, offload=0).encode(raw, header, "s")
     assert len(calls) == 1
     assert threaded == inline
     assert threaded.info.header.size_bytes == len(msgspec.msgpack.encode(COMPRESSIBLE))
@@ -642,15 +643,15 @@ async def test_reframe_keeps_the_payload_and_changes_the_header(
         seen.append(old)
         return FrameHeader(old.updated_at_ms + 5000, old.size_bytes, 0, 3, ("new",))
 
-    new = await codec.reframe(original.data, header_of, "s", 3)
+    new = await codec.reframe(original.frame, header_of, "s", 3)
     assert seen == [original.info.header]
-    assert split(new.data)[3] == split(original.data)[3]  # byte-identical payload
+    assert split(new.frame)[3] == split(original.frame)[3]  # byte-identical payload
     assert new.info.compression is original.info.compression
     assert new.info.header == FrameHeader(HEADER.updated_at_ms + 5000, original.info.header.size_bytes,
                                           0, 3, ("new",))
     assert new.info.checksum != original.info.checksum
-    assert new.info.stored_bytes == len(new.data)
-    state, parsed = codec.decode_frame(new.data, "s", 4)
+    assert new.info.stored_bytes == len(new.frame)
+    state, parsed = codec.decode_frame(new.frame, "s", 4)
     assert state == COMPRESSIBLE
     assert parsed == new.info
 
@@ -658,7 +659,7 @@ async def test_reframe_keeps_the_payload_and_changes_the_header(
 async def test_reframe_verifies_the_source_first() -> None:
     codec = make_codec()
     original = build(codec, COMPRESSIBLE)
-    corrupt = bytearray(original.data)
+    corrupt = bytearray(original.frame)
     corrupt[-1] ^= 0x10
     with pytest.raises(IntegrityError) as info:
         await codec.reframe(bytes(corrupt), lambda old: old, "sid", 9)

@@ -14,7 +14,6 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from recostate import RedisStatePersistence, StoreUnavailableError
-from recostate._keys import KeySpace
 from recostate._server import EmbeddedRedis
 from recostate.contrib.fastapi import (
     Store,
@@ -23,6 +22,7 @@ from recostate.contrib.fastapi import (
     parse_etag,
     recostate_lifespan,
 )
+from tests.layout import aget_version, aset_version
 
 
 def _load_example() -> Any:
@@ -119,11 +119,10 @@ async def test_invalid_id_is_400_and_damaged_state_is_500(
     await client.put("/docs/a", json={"n": 1}, headers={"If-None-Match": "*"})
     raw = aioredis.Redis.from_url(server.url)
     try:
-        key = KeySpace("docs-app").state("a").version(1)
-        stored = await raw.get(key)
-        assert isinstance(stored, bytes)
+        stored = await aget_version(raw, "docs-app", "a", 1)
         # Flip two checksum bytes: a fixed value could equal what is there.
-        await raw.setrange(key, 11, bytes(b ^ 0xFF for b in stored[11:13]))
+        flipped = stored[:11] + bytes(b ^ 0xFF for b in stored[11:13]) + stored[13:]
+        await aset_version(raw, "docs-app", "a", 1, flipped)
     finally:
         await raw.aclose()
     damaged = await client.get("/docs/a")

@@ -23,8 +23,8 @@ from recostate import (
     StoreUnavailableError,
     VersionConflictError,
 )
-from recostate._scripts import SAVE
 from recostate._server import EmbeddedRedis, find_redis_server
+from recostate._storage.scripts import SAVE
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration

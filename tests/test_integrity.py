@@ -8,18 +8,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from recostate import IntegrityError, RedisStatePersistence
+from tests.layout import aget_version, aset_version
 
 
-async def _version_key(raw: aioredis.Redis, prefix: str, version: int) -> bytes:
-    keys: list[bytes] = [k async for k in raw.scan_iter(match=f"{prefix}:{{*}}:v{version}:*")]
-    assert len(keys) == 1
-    return keys[0]
+async def _version_key(raw: aioredis.Redis, prefix: str, version: int) -> tuple[str, str, int]:
+    return (prefix, "s", version)
 
 
-async def _get(raw: aioredis.Redis, key: bytes) -> bytes:
-    value = await raw.get(key)
-    assert isinstance(value, bytes)
-    return value
+async def _get(raw: aioredis.Redis, key: tuple[str, str, int]) -> bytes:
+    return await aget_version(raw, *key)
 
 
 @pytest.mark.parametrize("size", [10, 5000, 100_000])
@@ -32,7 +29,7 @@ async def test_flipped_bit_is_detected(
     for position in (len(frame) - 1, len(frame) // 2, 12, 3):
         damaged = bytearray(frame)
         damaged[position] ^= 0x10
-        await raw_redis.set(key, bytes(damaged))
+        await aset_version(raw_redis, *key, bytes(damaged))
         with pytest.raises(IntegrityError) as info:
             await store.load("s")
         assert info.value.state_id == "s" and info.value.version == 1
@@ -54,7 +51,7 @@ async def test_truncated_and_random_frames_are_detected(
         os.urandom(300),
         b"RS" + os.urandom(40),
     ):
-        await raw_redis.set(key, damaged)
+        await aset_version(raw_redis, *key, damaged)
         with pytest.raises(IntegrityError):
             await store.load("s")
 
@@ -69,7 +66,7 @@ async def test_payload_of_another_state_swapped_in_is_detected(
     second = await _get(raw_redis, second_key)
     # Keep version 2's prefix, checksum and header; put version 1's payload after them.
     header_end = 14 + int.from_bytes(second[6:10], "big")
-    await raw_redis.set(second_key, second[:header_end] + first[header_end:])
+    await aset_version(raw_redis, *second_key, second[:header_end] + first[header_end:])
     with pytest.raises(IntegrityError):
         await store.load("s")
     assert await store.load("s", 1) == {"who": "s", "pad": "x" * 3000}
@@ -83,7 +80,7 @@ async def test_rollback_from_corrupted_version_raises(
     key = await _version_key(raw_redis, key_prefix, 1)
     frame = bytearray(await _get(raw_redis, key))
     frame[-1] ^= 1
-    await raw_redis.set(key, bytes(frame))
+    await aset_version(raw_redis, *key, bytes(frame))
     with pytest.raises(IntegrityError):
         await store.rollback("s", 1)
     assert [m.version for m in await store.list_versions("s")] == [1, 2]
@@ -94,7 +91,7 @@ async def test_corrupted_header_fails_metadata_reads(
 ) -> None:
     await store.save("s", "x")
     key = await _version_key(raw_redis, key_prefix, 1)
-    await raw_redis.set(key, b"garbage that is no frame at all")
+    await aset_version(raw_redis, *key, b"garbage that is no frame at all")
     with pytest.raises(IntegrityError):
         await store.get_metadata("s")
     with pytest.raises(IntegrityError):

@@ -1,4 +1,8 @@
-"""The key layout alone (no Redis): hash slots, disjointness, prefix, glob escaping."""
+"""The key layout alone (no Redis): hash slots, disjointness, prefix, glob escaping.
+
+The keys of 0.1's layout (``LegacyKeys``) are checked beside the current ones:
+an upgraded state must never have a key of one layout collide with the other.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from recostate._keys import HASH_TAG_LENGTH, KeySpace, StateKeys, encode_id, glob_escape
+from recostate._storage.keys import (
+    HASH_TAG_LENGTH,
+    KeySpace,
+    LegacyKeys,
+    StateKeys,
+    encode_id,
+    glob_escape,
+)
 
 BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -56,7 +67,9 @@ def hash_tag(key: bytes) -> bytes:
 
 
 def all_keys(keys: StateKeys, versions: range = range(1, 13)) -> list[bytes]:
-    return [*keys.fixed, *(keys.version(n) for n in versions)]
+    """Every key of a state, and every key 0.1's layout gave it (for these versions)."""
+    legacy = LegacyKeys(keys.state.split(b":{", 1)[0], keys.state_id)
+    return [*keys.all, legacy.index, legacy.writes, *(legacy.version(n) for n in versions)]
 
 
 def redis_glob_match(pattern: bytes, key: bytes) -> bool:
@@ -103,7 +116,8 @@ def test_all_keys_of_an_id_share_one_hash_tag_and_slot(state_id: str) -> None:
 @given(IDS, PREFIXES, st.integers(0, 2**63))
 def test_all_keys_share_one_slot_for_any_id_and_prefix(state_id: str, prefix: str, version: int) -> None:
     keys = KeySpace(prefix).state(state_id)
-    every = [*keys.fixed, keys.version(version), keys.version(1)]
+    legacy = KeySpace(prefix).legacy(state_id)
+    every = [*keys.all, legacy.version(version), legacy.version(1)]
     assert len({hash_tag(key) for key in every}) == 1
     assert len({key_slot(key) for key in every}) == 1
 
@@ -132,10 +146,13 @@ def test_documented_layout() -> None:
     digest = hashlib.sha1(b"x").hexdigest()[:16].encode()
     base = b"P:{" + digest + b"}:"
     assert keys.state == base + b"s:x"
-    assert keys.index == base + b"i:x"
-    assert keys.writes == base + b"w:x"
-    assert keys.version(12) == base + b"v12:x"
-    assert keys.fixed == [keys.state, keys.index, keys.writes]
+    assert keys.all == [base + kind + b":x" for kind in (b"s", b"l", b"v", b"c", b"r", b"d")]
+    legacy = KeySpace("P").legacy("x")
+    assert (legacy.index, legacy.writes, legacy.version(12)) == (
+        base + b"i:x",
+        base + b"w:x",
+        base + b"v12:x",
+    )
     assert KeySpace("P").tag("t1") == b"P:t:t1"
 
 
@@ -225,10 +242,8 @@ def test_state_pattern_matches_state_hashes_only(state_id: str, prefix: str, tag
     keys = space.state(state_id)
     pattern = space.state_pattern()
     assert redis_glob_match(pattern, keys.state)
-    for key in (keys.index, keys.writes, keys.version(1), keys.version(10)):
+    for key in all_keys(keys)[1:]:
         assert not redis_glob_match(pattern, key)
-    assert redis_glob_match(space.all_keys_pattern(), keys.state)
-    assert redis_glob_match(space.all_keys_pattern(), space.tag(tag))
 
 
 @pytest.mark.parametrize("state_id", SAMPLE_IDS)

@@ -254,7 +254,7 @@ async def test_one_connection_carries_many_concurrent_callers(server: EmbeddedRe
 
 async def test_large_requests_skip_the_pipeline(server: EmbeddedRedis) -> None:
     async with RedisStatePersistence(
-        server.url, key_prefix="large", compression_type="none"
+        server.url, key_prefix="large", compression_type="none", chunk_threshold=None
     ) as store:
         await store.save("small", 1)
         pipeline = _pipeline_of(store)
@@ -292,7 +292,7 @@ def test_cluster_clients_get_a_pipeline_per_node() -> None:
 async def test_readable_fields_passed_with_a_save_equal_the_scripts_own(
     server: EmbeddedRedis, client: aioredis.Redis
 ) -> None:
-    from recostate import _scripts
+    from recostate._storage.scripts import common_source
 
     store = RedisStatePersistence(server.url, key_prefix="fields", default_ttl=600)
     signed = RedisStatePersistence(
@@ -302,22 +302,21 @@ async def test_readable_fields_passed_with_a_save_equal_the_scripts_own(
         cases = [
             (store, "plain", {"x": 1}, ["a/b", "café", "€", 'q"uote']),
             (store, "big", {"pad": "p" * 5000}, []),
+            (store, "chunked", {"pad": [f"p{i}" * 300 for i in range(40)]}, ["c"]),
             (signed, "signed", [1, 2, 3], ["t"]),
         ]
         for persistence, state_id, state, tags in cases:
             await persistence.save(state_id, state, tags=tags)
             await persistence.save(state_id, state, tags=tags, ttl=None)
             await persistence.rollback(state_id, 1)
-            keys = persistence._state(state_id)
+            keys = persistence.storage.keys(state_id)
             stored = await client.hgetall(keys.state)
-            frame = await client.get(keys.version(3))
+            frame = await client.hget(keys.all[2], "3")
             assert isinstance(frame, bytes)
-            # What the script writes when it parses the frame header itself.
-            script = _scripts.SAVE.source.split("local wid")[0] + (
-                "local f = head_fields(3, ARGV[5], #ARGV[5]) return f"
-            )
-            args = persistence._args(keys, frame)
-            parsed = await client.eval(script, 3, *keys.fixed, *args)
+            # What the scripts write when they read the frame header themselves
+            # (delete_version, promoting an older version to the head).
+            script = common_source() + "return head_fields(3, ARGV[4])"
+            parsed = await client.eval(script, len(keys.all), *keys.all, keys.member, b"", b"0", frame)
             expected = {
                 bytes(k) if isinstance(k, bytes) else str(k).encode(): (
                     v if isinstance(v, bytes) else str(v).encode()

@@ -109,13 +109,20 @@ async def test_store_reads_frames_written_with_another_codec(make_store: MakeSto
     assert await writer.load("s2") == state
 
 
-async def test_incompressible_state_is_stored_uncompressed(store: RedisStatePersistence) -> None:
+async def test_incompressible_state_is_stored_uncompressed(make_store: MakeStore) -> None:
     import os
 
+    store = make_store(chunk_threshold=None)
     blob = os.urandom(50_000)
     meta = await store.save("s", blob)
     assert meta.compression_type is CompressionType.NONE
+    assert meta.stored_bytes < len(blob) + 100
     assert await store.load("s") == blob
+    # In chunks, the first few KiB make the state's dictionary, so the chunks
+    # that repeat them shrink; the rest is stored as it is.
+    chunked = make_store(key_prefix=store.config.key_prefix + "-c")
+    assert (await chunked.save("s", blob)).stored_bytes < len(blob) + len(blob) // 10
+    assert await chunked.load("s") == blob
 
 
 async def test_states_of_many_types(store: RedisStatePersistence) -> None:
@@ -266,12 +273,12 @@ async def test_head_metadata_is_readable_with_hgetall(
 
 
 async def test_lua_iso_timestamps_match_python(raw_redis: aioredis.Redis) -> None:
-    from recostate._scripts import _COMMON
+    from recostate._storage.scripts import common_source
 
     samples = [0, 951_782_400_123, 4_107_542_399_999, 1_709_164_800_000, 1_735_689_599_999]
     samples += [1_000_000_000_000 + n * 7_777_777_777 for n in range(40)]
     script = (
-        _COMMON
+        common_source()
         + "local out = {} for i, v in ipairs(ARGV) do out[i] = iso(tonumber(v)) end return out"
     )
     got = await raw_redis.eval(script, 0, *samples)

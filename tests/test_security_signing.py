@@ -17,10 +17,10 @@ import redis.asyncio as aioredis
 
 import recostate.sync
 from recostate import ConfigurationError, IntegrityError, RedisStatePersistence
-from recostate._codec import PREFIX_SIZE
-from recostate._keys import KeySpace
+from recostate._codec.frame import PREFIX_SIZE
 from recostate._signing import MAC_SIZE, SigningKeys, derived_key_id
 from tests.conftest import MakeStore, ServerHandle
+from tests.layout import aget_version, aset_version, state_keys
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +29,8 @@ NEW = bytes(range(32))
 STRANGER = b"s" * 32
 
 
-def version_key(prefix: str, state_id: str, version: int) -> bytes:
-    return KeySpace(prefix).state(state_id).version(version)
-
-
 def state_key(prefix: str, state_id: str) -> bytes:
-    return KeySpace(prefix).state(state_id).state
-
-
-async def stored(raw: aioredis.Redis, key: bytes) -> bytes:
-    value = await raw.get(key)
-    assert isinstance(value, bytes)
-    return value
+    return state_keys(prefix, state_id).state
 
 
 async def test_signed_round_trip_and_checksum_names_the_algorithm_and_key(
@@ -74,15 +64,15 @@ async def test_a_flipped_byte_anywhere_fails_the_signature(
 ) -> None:
     store = make_store(signing_key=NEW)
     await store.save("a", {"balance": 100})
-    key = version_key(key_prefix, "a", 1)
-    frame = await stored(raw_redis, key)
+    key = (key_prefix, "a", 1)
+    frame = await aget_version(raw_redis, *key)
     for index in (0, 4, PREFIX_SIZE + 3, len(frame) - MAC_SIZE - 1, len(frame) - 1):
         changed = bytearray(frame)
         changed[index] ^= 0x01
-        await raw_redis.set(key, bytes(changed))
+        await aset_version(raw_redis, *key, bytes(changed))
         with pytest.raises(IntegrityError):
             await store.load("a")
-    await raw_redis.set(key, frame)
+    await aset_version(raw_redis, *key, frame)
     assert await store.load("a") == {"balance": 100}
 
 
@@ -93,20 +83,20 @@ async def test_a_state_rewritten_without_the_key_is_refused(
     valid CRC, or a frame signed with their own key under the same key id."""
     signed = make_store(signing_key=[("k1", NEW)])
     await signed.save("a", {"balance": 100})
-    key = version_key(key_prefix, "a", 1)
+    key = (key_prefix, "a", 1)
 
     # 1. A well-formed unsigned frame, written by a store without a key.
     unsigned = make_store()
     await unsigned.save("forged", {"balance": 1_000_000})
-    await raw_redis.set(key, await stored(raw_redis, version_key(key_prefix, "forged", 1)))
+    await aset_version(raw_redis, *key, await aget_version(raw_redis, key_prefix, "forged", 1))
     with pytest.raises(IntegrityError, match="not signed"):
         await signed.load("a")
 
     # 2. A frame signed with another key that claims the same key id.
     forger = make_store(signing_key=[("k1", STRANGER)])
     await forger.save("a2", {"balance": 1_000_000})
-    frame = await stored(raw_redis, version_key(key_prefix, "a2", 1))
-    await raw_redis.set(key, frame)
+    frame = await aget_version(raw_redis, key_prefix, "a2", 1)
+    await aset_version(raw_redis, *key, frame)
     with pytest.raises(IntegrityError, match="signature mismatch"):
         await signed.load("a")
 
@@ -119,8 +109,8 @@ async def test_a_signed_frame_copied_from_another_state_is_refused(
     store = make_store(signing_key=NEW)
     await store.save("alice", {"role": "admin"})
     await store.save("mallory", {"role": "guest"})
-    genuine = await stored(raw_redis, version_key(key_prefix, "alice", 1))
-    await raw_redis.set(version_key(key_prefix, "mallory", 1), genuine)
+    genuine = await aget_version(raw_redis, key_prefix, "alice", 1)
+    await aset_version(raw_redis, key_prefix, "mallory", 1, genuine)
     with pytest.raises(IntegrityError, match="signature mismatch"):
         await store.load("mallory")
     with pytest.raises(IntegrityError):
@@ -180,7 +170,7 @@ async def test_mac_is_hmac_sha256_over_the_documented_bytes(
 ) -> None:
     """The layout in recostate._codec is what is stored: recompute the MAC by hand."""
     await make_store(signing_key=[("kid", NEW)]).save("s", {"a": 1})
-    frame = await stored(raw_redis, version_key(key_prefix, "s", 1))
+    frame = await aget_version(raw_redis, key_prefix, "s", 1)
     checksum_len = frame[5]
     assert (
         frame[4] == 2

@@ -14,8 +14,8 @@ from recostate import (
     SerializationError,
     VersionConflictError,
 )
-from recostate._keys import KeySpace
 from tests.conftest import MakeStore
+from tests.layout import aget_version, aset_version
 
 PACKAGE = Path(__file__).resolve().parent.parent / "recostate"
 SECRET = "s3cr3t-marker-0f-a-state"
@@ -64,12 +64,10 @@ async def test_state_contents_never_reach_logs_or_error_messages(
         await store.save("s", {"password": SECRET, "bad": object()})
     messages.append(str(unencodable.value))
 
-    key = KeySpace(key_prefix).state("s").version(1)
-    frame = await raw_redis.get(key)
-    assert isinstance(frame, bytes)
+    frame = await aget_version(raw_redis, key_prefix, "s", 1)
     damaged = bytearray(frame)
     damaged[-1] ^= 0xFF
-    await raw_redis.set(key, bytes(damaged))
+    await aset_version(raw_redis, key_prefix, "s", 1, bytes(damaged))
     with pytest.raises(IntegrityError) as integrity:
         await store.load("s")
     messages.append(str(integrity.value))

@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from recostate import IntegrityError, RedisStatePersistence, VersionConflictError, _telemetry
-from recostate._keys import KeySpace
 from recostate._server import EmbeddedRedis
+from tests.layout import aget_version, aset_version
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +124,10 @@ async def test_conflicts_and_integrity_failures_are_counted_and_marked(
     with pytest.raises(VersionConflictError):
         await store.save("s", {"v": 2}, expected_version=0)
     client = aioredis.Redis.from_url(server.url)
-    key = KeySpace("oteltest").state("s").version(1)
     try:
-        frame = await client.get(key)
-        assert isinstance(frame, bytes)
+        frame = await aget_version(client, "oteltest", "s", 1)
         # Flip a checksum byte (writing a fixed value could leave it unchanged).
-        await client.setrange(key, 12, bytes([frame[12] ^ 0xFF]))
+        await aset_version(client, "oteltest", "s", 1, frame[:12] + bytes([frame[12] ^ 0xFF]) + frame[13:])
     finally:
         await client.aclose()
     with pytest.raises(IntegrityError):

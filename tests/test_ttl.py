@@ -23,7 +23,7 @@ async def test_default_ttl_applies_to_every_key(
         meta = await persistence.save("s", i)
     assert meta.ttl == 100
     ttls = await _ttls(raw_redis, key_prefix)
-    assert len(ttls) == 6  # state hash, index, write ids, three versions
+    assert len(ttls) == 4  # state hash, version list, versions, write ids
     assert all(90_000 < ttl <= 100_000 for ttl in ttls.values()), ttls
 
 
@@ -71,7 +71,7 @@ async def test_touch_reapplies_ttl_to_every_key(
     await store.save("s", 2)
     assert await store.touch("s", 200) is True
     ttls = await _ttls(raw_redis, key_prefix)
-    assert len(ttls) == 5 and all(190_000 < t <= 200_000 for t in ttls.values())
+    assert len(ttls) == 4 and all(190_000 < t <= 200_000 for t in ttls.values())
     assert await store.touch("s", None) is True
     assert set((await _ttls(raw_redis, key_prefix)).values()) == {-1}
     assert await store.touch("missing", 10) is False

@@ -12,9 +12,10 @@ from recostate import (
     VersionConflictError,
     VersionNotFoundError,
 )
-from recostate import _scripts as scripts
-from recostate._codec import FrameHeader
+from recostate._codec import VersionHeader
+from recostate._storage import Saved
 from tests.conftest import MakeStore
+from tests.layout import state_keys, versions_key
 
 
 async def test_versions_count_up_from_one(store: RedisStatePersistence) -> None:
@@ -115,9 +116,9 @@ async def test_retention_keeps_newest_max_versions(
     assert [m.version for m in versions] == [5, 6, 7]
     assert await persistence.load("s", 4) is None
     assert await persistence.load("s", 5) == 4
-    # Trimmed versions leave no key behind.
-    version_keys = [k async for k in raw_redis.scan_iter(match=f"{key_prefix}:*:v*")]
-    assert len(version_keys) == 3
+    # Trimmed versions leave nothing behind: three frames, three numbers listed.
+    assert await raw_redis.hlen(versions_key(key_prefix, "s")) == 3
+    assert await raw_redis.llen(state_keys(key_prefix, "s").all[1]) == 3
 
 
 async def test_versioning_off_keeps_only_head_but_numbers_climb(make_store: MakeStore) -> None:
@@ -260,20 +261,32 @@ async def test_prune_to_zero_deletes_state(store: RedisStatePersistence) -> None
 async def test_write_id_makes_a_repeated_save_idempotent(store: RedisStatePersistence) -> None:
     # A save whose reply was lost is sent again by the executor with the same
     # write id; the script must answer with the first result.
-    keys = store._keys.state("s")
-    frame = await store._codec.encode({"v": 1}, lambda size: _header(size))
-    args = store._args(keys, "write-1", "", "", 10, "", 1_700_000_000_000, frame.data)
-    first = await store._executor.run(scripts.SAVE, keys.fixed, args)
-    again = await store._executor.run(scripts.SAVE, keys.fixed, args)
-    assert first[0] == b"ok" and again[0] == b"dup"
-    assert first[1] == again[1] == 1
+    storage = store.storage
+    keys = storage.keys("s")
+    raw = store.codec.encode_state({"v": 1})
+    header = VersionHeader(1_700_000_000_000, len(raw), 0, 0, ())
+    encoded = await store.codec.encode(raw, header, "s")
+
+    async def send(write_id: bytes, expected: int | None) -> Saved:
+        return await storage.save(
+            keys,
+            encoded,
+            write_id=write_id,
+            expected=expected,
+            explicit=None,
+            keep=10,
+            ttl_ms=None,
+        )
+
+    first = await send(b"w" * 12, None)
+    again = await send(b"w" * 12, None)
+    assert not first.duplicate and again.duplicate
+    assert first.version == again.version == 1
+    assert again.first_head is not None and encoded.frame.startswith(again.first_head)
     assert [m.version for m in await store.list_versions("s")] == [1]
     # A compare-and-set retry does not conflict with itself either.
-    cas = store._args(keys, "write-2", 1, "", 10, "", 1_700_000_000_000, frame.data)
-    assert (await store._executor.run(scripts.SAVE, keys.fixed, cas))[0] == b"ok"
-    assert (await store._executor.run(scripts.SAVE, keys.fixed, cas))[:2] == [b"dup", 2]
+    assert not (await send(b"x" * 12, 1)).duplicate
+    retried = await send(b"x" * 12, 1)
+    assert retried.duplicate and retried.version == 2
     assert [m.version for m in await store.list_versions("s")] == [1, 2]
-
-
-def _header(size: int) -> FrameHeader:
-    return FrameHeader(1_700_000_000_000, size, 0, 0, ())
+    assert await store.load("s") == {"v": 1}

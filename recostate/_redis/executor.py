@@ -33,7 +33,7 @@ from recostate._redis.cluster_pipeline import ClusterAutoPipeline
 from recostate._redis.connection import DEFAULT_OPTIONS, AnyRedis, pool_figures
 from recostate._redis.errors import is_retryable, translate
 from recostate._redis.pipeline import AutoPipeline
-from recostate._scripts import Script
+from recostate._redis.script import Script
 
 __all__ = ["Executor", "RetryPolicy"]
 

@@ -143,7 +143,7 @@ def open_sentinel_client(url: str, options: Mapping[str, Any], pool_timeout: flo
         "socket_connect_timeout": opts.get("socket_connect_timeout"),
         **sentinel_kwargs,
     }
-    manager = Sentinel(  # type: ignore[no-untyped-call]
+    manager = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         list(parsed.sentinels), min_other_sentinels=min_other, sentinel_kwargs=sentinel_options
     )
     if parsed.username is not None:

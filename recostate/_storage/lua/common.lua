@@ -1,0 +1,195 @@
+-- Shared by every per-state script. KEYS: the state's keys in
+-- recostate._storage.keys.STATE_KINDS order. ARGV[1] the state id (as tag
+-- sets store it), ARGV[2] the tag key base, ARGV[3] '1' when tag sets are kept
+-- outside the scripts (on a cluster, where they live in other hash slots).
+-- Scripts do every read and check before their first write: Redis does not
+-- roll a script back when it fails halfway.
+local S, L, V, C, R, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local SID, TBASE, TAGS_OUTSIDE = ARGV[1], ARGV[2], ARGV[3] == '1'
+
+local function legacy_reply()
+  return {'legacy'}
+end
+
+-- Milliseconds since the epoch as ISO-8601 UTC (days-to-civil, H. Hinnant).
+local function iso(ms)
+  local secs = math.floor(ms / 1000)
+  local milli = ms - secs * 1000
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
+    math.floor(rem / 3600), math.floor((rem % 3600) / 60), rem % 60, milli)
+end
+
+local function hex(s)
+  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
+local function kind_of(frame)
+  return string.byte(frame, 3)
+end
+
+-- 1-based index of a frame's header, and of its payload. A damaged frame
+-- (stored bytes are never trusted here) gives indexes past its end.
+local function header_at(frame)
+  if #frame < FRAME_PREFIX then return #frame + 1 end
+  return FRAME_PREFIX + 1 + string.byte(frame, 6)
+end
+local function payload_at(frame)
+  if #frame < FRAME_PREFIX then return #frame + 1 end
+  return header_at(frame) + struct.unpack('>I4', frame, 7)
+end
+
+-- The piece ids a manifest or node frame refers to (recostate._codec.manifest);
+-- none for a frame too damaged to name them.
+local function refs_of(frame)
+  local p = payload_at(frame)
+  if p + 3 > #frame then return {} end
+  local n = struct.unpack('>I4', frame, p)
+  if p + 3 + n * ID_SIZE > #frame then return {} end
+  local out = {}
+  for i = 0, n - 1 do
+    out[i + 1] = string.sub(frame, p + 4 + i * ID_SIZE, p + 3 + (i + 1) * ID_SIZE)
+  end
+  return out
+end
+
+-- The header bytes of a version frame (everything before its payload).
+local function head_of(frame)
+  return string.sub(frame, 1, math.min(payload_at(frame) - 1, #frame))
+end
+
+local function stored_size(frame)
+  if kind_of(frame) == KIND_MANIFEST then
+    local ok, h = pcall(cmsgpack.unpack, string.sub(frame, header_at(frame), payload_at(frame) - 1))
+    if ok and type(h) == 'table' and tonumber(h[6]) then return h[6] end
+  end
+  return #frame
+end
+
+local function incref(id)
+  redis.call('HINCRBY', R, id, 1)
+end
+
+-- One reference fewer; a piece nothing refers to any more goes, and so do
+-- the references it held. An id with no count (named by a damaged frame)
+-- is left alone rather than counted below zero.
+local function decref(id)
+  if redis.call('HEXISTS', R, id) == 0 then return end
+  if redis.call('HINCRBY', R, id, -1) > 0 then return end
+  local frame = redis.call('HGET', C, id)
+  redis.call('HDEL', C, id)
+  redis.call('HDEL', R, id)
+  if frame and kind_of(frame) == KIND_NODE then
+    for _, child in ipairs(refs_of(frame)) do decref(child) end
+  end
+end
+
+-- Delete version v's frame and release what it referred to.
+local function drop_version(v)
+  local frame = redis.call('HGET', V, v)
+  redis.call('HDEL', V, v)
+  if frame and kind_of(frame) == KIND_MANIFEST then
+    for _, id in ipairs(refs_of(frame)) do decref(id) end
+  end
+end
+
+-- Once no piece is left, the dictionary (and the hash holding it) goes too.
+local function collect_dictionary()
+  if redis.call('EXISTS', C) == 1 and redis.call('HLEN', R) == 0 then
+    redis.call('DEL', C, R)
+  end
+end
+
+local function tags_json(tags)
+  if type(tags) ~= 'table' or #tags == 0 then return '[]' end
+  return cjson.encode(tags)
+end
+
+local function tags_of(t)
+  if not t then return {} end
+  local ok, tags = pcall(cjson.decode, t)
+  if ok and type(tags) == 'table' then return tags end
+  return {}
+end
+
+local function head_tags()
+  return tags_of(redis.call('HGET', S, 'tags'))
+end
+
+-- The readable metadata of a version, from its frame header. A header that
+-- does not parse leaves the fields it cannot fill empty; loads report it.
+local function head_fields(v, frame)
+  local ok, h = pcall(cmsgpack.unpack, string.sub(frame, header_at(frame), payload_at(frame) - 1))
+  if not ok or type(h) ~= 'table' then
+    return {'version', v, 'stored_bytes', #frame, 'tags', '[]', 'updated_at', '',
+      'size_bytes', '', 'compression_type', '', 'checksum', '', 'ttl', '', 'rolled_back_from', ''}, {}
+  end
+  local checksum
+  local field = string.sub(frame, FRAME_PREFIX + 1, header_at(frame) - 1)
+  if string.byte(frame, 5) == HMAC_SHA256_ID then
+    local K = string.byte(field, 1) or 0
+    checksum = 'hmac-sha256:' .. string.sub(field, 2, 1 + K) .. ':' .. hex(string.sub(field, 2 + K))
+  else
+    checksum = 'crc32:' .. hex(field)
+  end
+  local codec = kind_of(frame) == KIND_MANIFEST and h[8] or string.byte(frame, 4)
+  local tags = type(h[5]) == 'table' and h[5] or {}
+  return {'version', v, 'updated_at', iso(h[1]), 'size_bytes', h[2],
+    'stored_bytes', stored_size(frame), 'compression_type', CODECS[codec] or 'unknown',
+    'checksum', checksum, 'tags', tags_json(tags),
+    'ttl', h[3] ~= 0 and h[3] or '', 'rolled_back_from', h[4] ~= 0 and h[4] or ''}, tags
+end
+
+local function update_tags(old, new)
+  if TAGS_OUTSIDE then return end
+  local keep = {}
+  for _, t in ipairs(new) do
+    keep[t] = true
+    redis.call('SADD', TBASE .. t, SID)
+  end
+  for _, t in ipairs(old) do
+    if not keep[t] then redis.call('SREM', TBASE .. t, SID) end
+  end
+end
+
+-- Every key of a state gets the same expiry (ttl_ms '' for none), so a state
+-- hash without one means no key has one: nothing to PERSIST.
+local function apply_ttl(ttl_ms)
+  if ttl_ms == '' then
+    if redis.call('PTTL', S) == -1 then return end
+    for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
+  else
+    for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl_ms) end
+  end
+end
+
+local function delete_state()
+  local tags = head_tags()
+  redis.call('DEL', S, L, V, C, R, D)
+  update_tags(tags, {})
+end
+
+-- The write-id record of wid in the memory string, or nil.
+local function find_write(memory, wid)
+  local at = 1
+  while true do
+    local p = string.find(memory, wid, at, true)
+    if not p then return nil end
+    if (p - 1) % WRITE_RECORD == 0 then
+      return struct.unpack('>d', memory, p + WRITE_ID_SIZE)
+    end
+    at = p + 1
+  end
+end
