@@ -316,17 +316,30 @@ def _line(
         cells, more = _run(_metered(server, measure), block.loop)
         result["cells"].extend(cells)
         notes.extend(note for note in more if note not in notes)
-    progress(f"{server.line}: event-loop stalls")
-    result["stall"] = _run(
-        lambda: scenarios.stalls(server.url, run_id, plan.stall_size, plan.stall_repeats)
+
+    def scenario(name: str, factory: Callable[[], Coroutine[Any, Any, dict[str, Any]]]) -> None:
+        # A scenario that fails (a store error, a server that refuses) is
+        # reported as such; the run goes on with the others.
+        progress(f"{server.line}: {name}")
+        try:
+            result[name] = _run(factory)
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {str(exc)[:300]}"
+            result.setdefault("failed", {})[name] = message
+            notes.append(f"{server.label}: scenario {name!r} failed: {message}")
+
+    scenario(
+        "stall",
+        lambda: scenarios.stalls(server.url, run_id, plan.stall_size, plan.stall_repeats),
     )
-    progress(f"{server.line}: stored bytes per version")
-    result["memory"] = _run(
+    scenario(
+        "memory",
         lambda: scenarios.stored_overhead(
             server.url, run_id, states=plan.memory_states, saves_per_state=plan.memory_saves
-        )
+        ),
     )
-    result["storage"] = _run(
+    scenario(
+        "storage",
         _metered(
             server,
             lambda m: storage.run_all(
@@ -342,17 +355,17 @@ def _line(
                 cost_seconds=plan.cost_seconds,
                 progress=lambda text: progress(f"{server.line}: {text}"),
             ),
-        )
+        ),
     )
     if probe:
-        progress(f"{server.line}: command costs")
-        result["probes"] = _run(
+        scenario(
+            "probes",
             _metered(
                 server,
                 lambda m: probes.command_costs(
                     server.url, run_id, m, requests=plan.probe_requests
                 ),
-            )
+            ),
         )
     progress(f"{server.line}: redis-benchmark")
     result["ceiling"] = []

@@ -284,7 +284,7 @@ def _storage_lines(storage: dict[str, Any]) -> list[str]:
                 f"  history {run['states']} states x {run['steps']} versions ({name}): "
                 f"MEMORY USAGE {v['all_versions']['memory_usage_bytes'] / KiB:.0f} KiB vs final "
                 f"once {v['final_once']['memory_usage_bytes'] / KiB:.0f} KiB = "
-                f"{v['ratio_memory_usage']}x (used_memory {v['ratio_used_memory']}x); "
+                f"{v['ratio_memory_usage']}x (used_memory {_x(v['ratio_used_memory'])}); "
                 f"final state {run['final_state_bytes'] / KiB:.1f} KiB"
             )
     append = storage.get("append")
@@ -412,6 +412,8 @@ def table(results: dict[str, Any]) -> str:
                     f"  redis-benchmark {human_size(entry['size'])} 64 clients -P {entry['pipeline']}: "
                     f"SET {entry.get('set_per_s', 0):.0f}/s GET {entry.get('get_per_s', 0):.0f}/s"
                 )
+        for name, message in (line.get("failed") or {}).items():
+            lines.append(f"  FAILED {name}: {message}")
         lines.append("  targets:")
         for target in line["targets"]:
             mark = {True: "PASS", False: "MISS", None: "n/a "}[target["ok"]]
@@ -644,6 +646,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"  longest event-loop stall (ms), {human_size(stall['state_bytes'])} state: "
                 + ", ".join(f"{k[:-3]} {v}" for k, v in stall.items() if k.endswith("_ms"))
             )
+        extra += [f"  FAILED {name}: {message}" for name, message in (line.get("failed") or {}).items()]
         if extra:
             out += ["", "```text", *(e[2:] for e in extra), "```"]
     graph = results.get("agent_graph")

@@ -14,6 +14,7 @@ network counters from ``INFO``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import importlib.util
@@ -218,8 +219,18 @@ class ServerMeter:
         return int((await self.info("stats"))["total_net_input_bytes"])
 
     async def used_memory(self) -> int:
-        """``used_memory`` in bytes."""
-        return int((await self.info("memory"))["used_memory"])
+        """``used_memory`` in bytes, once the server has freed what ``UNLINK`` left it.
+
+        Keys deleted with ``UNLINK`` are freed by a background thread; a
+        ``used_memory`` read before that ends would count their release as
+        the next measurement's.
+        """
+        for _ in range(200):
+            info = await self.info("memory")
+            if not int(info.get("lazyfree_pending_objects", 0)):
+                break
+            await asyncio.sleep(0.01)
+        return int(info["used_memory"])
 
 
 @dataclass

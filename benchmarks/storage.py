@@ -126,9 +126,9 @@ async def history(
             "all_versions": kept,
             "final_once": once,
             "ratio_memory_usage": round(kept["memory_usage_bytes"] / once["memory_usage_bytes"], 2),
-            "ratio_used_memory": round(
-                kept["used_memory_delta"] / max(once["used_memory_delta"], 1), 2
-            ),
+            "ratio_used_memory": round(kept["used_memory_delta"] / once["used_memory_delta"], 2)
+            if once["used_memory_delta"] > 0
+            else None,
         }
     return out
 

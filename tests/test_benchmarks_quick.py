@@ -45,6 +45,7 @@ def test_quick_benchmark_runs_and_reports(tmp_path: Path) -> None:
         for name in ("redis-6.2", "redis-7.0", "valkey-8.1"):
             assert name in found or any(name in note for note in results["notes"])
     for line in results["lines"]:
+        assert not line.get("failed"), line["failed"]
         cells = line["cells"]
         contenders = {cell["contender"] for cell in cells}
         assert {"recostate", "redis-py by hand"} <= contenders
