@@ -32,7 +32,6 @@ and server CPU per step.
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import importlib.util
 import json
 import random
@@ -45,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import scenarios
+from benchmarks import package_version, scenarios
 from benchmarks.server import LINES, RunningServer, stack_modules, throwaway
 from benchmarks.workloads import agent_message
 
@@ -68,13 +67,6 @@ def available() -> str | None:
     if importlib.util.find_spec("langgraph") is None:
         return "langgraph is not installed (pip install -e '.[bench-langgraph]'): agent graph skipped"
     return None
-
-
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 @dataclass
@@ -329,7 +321,7 @@ async def run(
     meter = server.meter()
     workdir = Path(tempfile.mkdtemp(prefix="recostate-bench-graph-"))
     made, notes = checkpointers(server, run_id, workdir, modules_loaded=modules_loaded)
-    results = {c.name: Result(c.name, c.package, _version(c.package)) for c in made}
+    results = {c.name: Result(c.name, c.package, package_version(c.package)) for c in made}
     tallies = {c.name: _Round() for c in made}
     per_round = [plan.threads // plan.rounds] * plan.rounds
     per_round[-1] += plan.threads - sum(per_round)
@@ -412,7 +404,7 @@ async def run(
         + (f", modules {', '.join(server.modules)}" if server.modules else ""),
         "plan": asdict(plan),
         "durability": "LangGraph's default",
-        "packages": {name: _version(name) for name in PEER_PACKAGES},
+        "packages": {name: package_version(name) for name in PEER_PACKAGES},
         "results": out_results,
         "notes": notes,
     }

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -30,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from benchmarks import agent_graph, ceiling, probes, report, scenarios, storage
+from benchmarks import agent_graph, ceiling, package_version, probes, report, scenarios, storage
 from benchmarks.impls import NO_TTL, SEED, Config, contenders
 from benchmarks.server import RunningServer, ServerMeter, given, pick_lines, throwaway
 from benchmarks.workloads import KiB, MiB, make_state
@@ -142,13 +141,6 @@ QUICK = Plan(
 )
 
 
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as info:
@@ -180,7 +172,7 @@ def describe_machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": python,
         "packages": {
-            name: _version(name)
+            name: package_version(name)
             for name in (
                 "recostate",
                 "redis",

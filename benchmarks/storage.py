@@ -40,7 +40,7 @@ from benchmarks.impls import (
     store_default,
 )
 from benchmarks.server import ServerMeter
-from benchmarks.workloads import MiB, agent_message, growing_thread, grown_state, make_state
+from benchmarks.workloads import agent_message, growing_thread, grown_state, make_state
 from recostate import RedisStatePersistence
 
 
@@ -326,6 +326,3 @@ async def run_all(
         url, run_id, meter, tasks=cost_tasks, seconds=cost_seconds, rounds=rounds
     )
     return out
-
-
-__all__ = ["MiB", "run_all"]
