@@ -22,7 +22,8 @@ import lz4.block
 import msgspec
 import redis.asyncio as aioredis
 
-from benchmarks.impls import Contender, HandWritten
+from benchmarks.impls import NO_TTL, SEED, Config, Contender, HandWritten
+from benchmarks.server import ServerMeter
 from benchmarks.workloads import make_state
 from recostate import CompressionType, RedisStatePersistence
 
@@ -38,11 +39,14 @@ class Cell:
     op: str
     tasks: int
     size: int
+    config: str = "seed"
     ops: int = 0
     seconds: float = 0.0
     ops_per_s: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
+    client_cpu_us: float = 0.0
+    server_cpu_us: float = 0.0
     errors: int = 0
     note: str = ""
 
@@ -51,7 +55,8 @@ class Cell:
         return asdict(self)
 
 
-def _percentile(sorted_values: list[float], fraction: float) -> float:
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """The value at ``fraction`` (0 to 1) of an ascending list (nearest rank); 0 when empty."""
     if not sorted_values:
         return 0.0
     index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
@@ -62,6 +67,8 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
 class _Tally:
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
+    client_cpu: float = 0.0
+    server_cpu_ns: int = 0
     errors: int = 0
 
 
@@ -75,6 +82,7 @@ async def _timed_round(
     max_ops: int,
     tally: _Tally,
     seed: int,
+    meter: ServerMeter,
 ) -> None:
     async def one(rnd: random.Random, key: str) -> None:
         if op == "save" or (op == "mix" and rnd.random() < 0.2):
@@ -105,9 +113,13 @@ async def _timed_round(
                 continue
             tally.latencies.append(time.perf_counter() - started)
 
+    server_before = await meter.cpu_ns()
+    cpu_before = time.process_time()
     began = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(tasks)))
     tally.elapsed += time.perf_counter() - began
+    tally.client_cpu += time.process_time() - cpu_before
+    tally.server_cpu_ns += await meter.cpu_ns() - server_before
 
 
 async def throughput(
@@ -117,20 +129,28 @@ async def throughput(
     state: Any,
     size: int,
     *,
+    meter: ServerMeter,
     loop_name: str,
+    config: str,
     seconds: float,
     rounds: int,
     max_ops: int,
+    prefill: bool = True,
 ) -> list[Cell]:
     """Run ``tasks`` workers doing ``op``, for ``seconds`` per contender in all.
 
     The time is split into ``rounds`` rounds that take the contenders in
     turn (reversing the order every other round), so a change in the
     machine's background load during the cell falls on all of them alike.
-    Each worker uses its own key.
+    Each worker uses its own key. Each round also records the CPU time this
+    process spent (``time.process_time()``: the event loop and any worker
+    threads) and the server's (``meter``), so each cell says where an
+    operation's time went. ``prefill=False`` leaves the keys as they are.
     """
     keys = [f"k{i}" for i in range(tasks)]
-    if op in ("load", "mix"):
+    for contender in contenders:
+        await contender.open(tasks)
+    if prefill and op in ("load", "mix"):
         for contender in contenders:
             for start in range(0, len(keys), 64):
                 await asyncio.gather(*(contender.save(k, state) for k in keys[start : start + 64]))
@@ -148,11 +168,13 @@ async def throughput(
                 max_ops // rounds,
                 tallies[contender.name],
                 number,
+                meter,
             )
     cells = []
     for contender in contenders:
         tally = tallies[contender.name]
         latencies = sorted(tally.latencies)
+        done = max(len(latencies), 1)
         cells.append(
             Cell(
                 contender=contender.name,
@@ -160,11 +182,14 @@ async def throughput(
                 op=op,
                 tasks=tasks,
                 size=size,
+                config=config,
                 ops=len(latencies),
                 seconds=round(tally.elapsed, 3),
                 ops_per_s=round(len(latencies) / tally.elapsed, 1) if tally.elapsed else 0.0,
-                p50_ms=round(_percentile(latencies, 0.5) * 1000, 3),
-                p99_ms=round(_percentile(latencies, 0.99) * 1000, 3),
+                p50_ms=round(percentile(latencies, 0.5) * 1000, 3),
+                p99_ms=round(percentile(latencies, 0.99) * 1000, 3),
+                client_cpu_us=round(tally.client_cpu * 1e6 / done, 1),
+                server_cpu_us=round(tally.server_cpu_ns / 1000 / done, 1),
                 errors=tally.errors,
             )
         )
@@ -212,7 +237,9 @@ async def longest_stall(action: Callable[[], Awaitable[Any]], repeats: int) -> f
     return round(statistics.median(worst_per_run), 2)
 
 
-async def stalls(url: str, run_id: str, size: int, repeats: int) -> dict[str, Any]:
+async def stalls(
+    url: str, run_id: str, size: int, repeats: int, config: Config = SEED
+) -> dict[str, Any]:
     """Longest loop stall while a big state is saved and loaded, against the codec run inline."""
     state = make_state(size, seed=11)
     encoder = msgspec.msgpack.Encoder()
@@ -233,11 +260,16 @@ async def stalls(url: str, run_id: str, size: int, repeats: int) -> dict[str, An
     async def msgspec_only() -> None:
         encoder.encode(state)
 
-    store = RedisStatePersistence(url, key_prefix=f"bench-{run_id}-stall")
-    hand = HandWritten(url, f"bench-{run_id}-stall-hw")
+    store = RedisStatePersistence(
+        url,
+        key_prefix=f"bench-{run_id}-stall",
+        default_ttl=config.ttl,
+        max_versions=config.keep,
+    )
+    hand = HandWritten(url, f"bench-{run_id}-stall-hw", config)
     try:
         await store.connect()
-        await hand.open()
+        await hand.open(1)
         await store.save("big", state)
         await hand.save("big", state)
         out = {
@@ -286,7 +318,8 @@ async def delete_prefix(url: str, prefix: str) -> int:
         await client.aclose()
 
 
-async def _memory_of_prefix(client: aioredis.Redis, prefix: str) -> tuple[int, int]:
+async def memory_of_prefix(client: aioredis.Redis, prefix: str) -> tuple[int, int]:
+    """Return ``MEMORY USAGE`` (exact: ``SAMPLES 0``) summed over the keys under ``prefix``, and their count."""
     total = 0
     count = 0
     async for key in client.scan_iter(match=f"{prefix}*", count=1000):
@@ -311,7 +344,7 @@ async def _bare_value_cost(
     """What Redis itself charges per value beyond its bytes: a SET under a short key."""
     for i, payload in enumerate(payloads):
         await client.set(f"{prefix}:{i}", payload)
-    total, _ = await _memory_of_prefix(client, prefix)
+    total, _ = await memory_of_prefix(client, prefix)
     await _delete_prefix(client, prefix)
     return (total - sum(len(p) for p in payloads)) / len(payloads)
 
@@ -354,7 +387,7 @@ async def stored_overhead(
                     body_bytes = _payload(body, meta.compression_type)
                     stored_payloads.append(body_bytes)
                     payload += len(body_bytes) * len(kept)
-                total, keys = await _memory_of_prefix(client, prefix)
+                total, keys = await memory_of_prefix(client, prefix)
             finally:
                 await store.aclose()
                 await _delete_prefix(client, prefix)
@@ -369,8 +402,10 @@ async def stored_overhead(
                 "redis_value_cost": round(bare, 1),
                 "added_per_version": round(gross - bare, 1),
             }
-        # The hand-written code, versions and metadata included.
-        hand = HandWritten(url, f"bh{run_id[:6]}x")
+        # The hand-written code, versions and metadata included, with the
+        # same settings as the stores above (recostate's defaults: no TTL).
+        hand = HandWritten(url, f"bh{run_id[:6]}x", NO_TTL)
+        await hand.open(1)
         payload = 0
         versions = 0
         packed_all: list[bytes] = []
@@ -379,9 +414,10 @@ async def stored_overhead(
                 await hand.save(f"state-{i}", body)
             packed = _payload(body, CompressionType.LZ4)
             packed_all.append(packed)
-            payload += len(packed) * saves_per_state
-            versions += saves_per_state
-        total, _ = await _memory_of_prefix(client, hand.prefix)
+            stored = min(saves_per_state, hand.keep)
+            payload += len(packed) * stored
+            versions += stored
+        total, _ = await memory_of_prefix(client, hand.prefix)
         await _delete_prefix(client, hand.prefix)
         await hand.close()
         gross = (total - payload) / versions
@@ -424,13 +460,17 @@ class Soak:
     flat: bool = False
 
 
-async def soak(url: str, run_id: str, *, seconds: float, tasks: int, states: int) -> Soak:
+async def soak(
+    url: str, run_id: str, *, seconds: float, tasks: int, states: int, config: Config = SEED
+) -> Soak:
     """Run an 80/20 load/save mix on ``states`` ids; sample RSS and live objects.
 
     Memory counts as flat when the last sample is within 5% (and 8 MiB) of the
     sample taken after the first fifth of the run, once warm.
     """
-    store = RedisStatePersistence(url, key_prefix=f"bench-{run_id}-soak")
+    store = RedisStatePersistence(
+        url, key_prefix=f"bench-{run_id}-soak", default_ttl=config.ttl, max_versions=config.keep
+    )
     bodies = [make_state(512 + 256 * (i % 8), seed=i) for i in range(16)]
     result = Soak(seconds=seconds, tasks=tasks)
     deadline = time.perf_counter() + seconds
