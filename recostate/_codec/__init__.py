@@ -6,12 +6,16 @@
 * ``states``: msgspec encoding and decoding of states.
 * ``chunking`` and ``manifest``: large states as content-defined chunks and a
   manifest tree.
-* ``policy``: :class:`Codec`, which applies one store's settings to all of it.
+* ``versions``: what the codec and the storage layer hand each other.
+* ``reading`` (:class:`VersionReader`) and ``policy`` (:class:`Codec`, a
+  reader that also writes): one store's settings applied to all of it.
+* ``pieces``: the hot loop of reading many chunks; ``audit``: a check of
+  everything a state stores.
 """
 
 from recostate._codec.headers import VersionHeader
-from recostate._codec.policy import (
-    Codec,
+from recostate._codec.policy import Codec
+from recostate._codec.versions import (
     EncodedVersion,
     KnownPieces,
     StoredVersion,

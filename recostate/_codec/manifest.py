@@ -58,6 +58,7 @@ _entries_decoder = msgspec.msgpack.Decoder(list[bytes | int])
 
 CHUNK_TAG: Final = b"\x03"
 NODE_TAG: Final = b"\x04"
+DICTIONARY_TAG: Final = b"\x05"
 
 
 class ManifestError(ValueError):

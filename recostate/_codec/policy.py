@@ -30,44 +30,24 @@ States are never pickled, and decoding never runs code.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from collections.abc import Callable
 
-import anyio.to_thread
 import msgspec
 
 from recostate._codec import frame as frames
 from recostate._codec.chunking import ChunkingParams, params_for
-from recostate._codec.compression import (
-    CODEC_IDS,
-    CODECS_BY_ID,
-    DecompressionError,
-    compress,
-    decompress,
+from recostate._codec.compression import CODEC_IDS, compress
+from recostate._codec.headers import ChunkHeader, DictionaryHeader, VersionHeader, header_encoder
+from recostate._codec.manifest import DICTIONARY_TAG, ChunkPlan, TreeParams, piece_id, plan
+from recostate._codec.reading import VersionReader
+from recostate._codec.states import StateCodec
+from recostate._codec.versions import (
+    EncodedVersion,
+    KnownPieces,
+    StoredVersion,
+    VersionInfo,
+    now_ms,
 )
-from recostate._codec.headers import (
-    ChunkHeader,
-    DictionaryHeader,
-    VersionHeader,
-    header_decoder,
-    header_encoder,
-)
-from recostate._codec.manifest import (
-    NODE_TAG,
-    ChunkPlan,
-    ManifestError,
-    TreeParams,
-    body_refs,
-    expand,
-    piece_id,
-    plan,
-)
-from recostate._codec.pieces import ChunkError, unpack_chunks
-from recostate._codec.states import StateCodec, UndecodableState
-from recostate._config import MAX_PAYLOAD_CEILING
-from recostate._errors import IntegrityError
 from recostate._signing import SigningKeys
 from recostate._types import CompressionType
 
@@ -82,10 +62,6 @@ __all__ = [
     "now_ms",
 ]
 
-T = TypeVar("T")
-
-_DICTIONARY_TAG = b"\x05"
-
 #: The most bytes of a state's content its compression dictionary holds.
 DICTIONARY_SIZE = 4096
 #: A state gets a dictionary once its chunks hold this much: below it, the
@@ -93,103 +69,7 @@ DICTIONARY_SIZE = 4096
 DICTIONARY_MIN_CONTENT = DICTIONARY_SIZE
 
 
-def now_ms() -> int:
-    """Return the current UTC time in whole milliseconds."""
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
-
-
-@dataclass
-class KnownPieces:
-    """What this client believes the server holds of one state's pieces, and holds itself.
-
-    Attributes:
-        sizes: piece id -> size of its stored frame.
-        dictionary_id: the id of the state's dictionary (``b""``: none known).
-        dictionary: that dictionary's contents.
-        chunks: chunk id -> its bytes, and ``nodes``: node id -> its manifest
-            body, as this client read or wrote them (checked then), so a load
-            need not fetch them again.
-    """
-
-    sizes: dict[bytes, int] = field(default_factory=dict)
-    dictionary_id: bytes = b""
-    dictionary: bytes = b""
-    chunks: dict[bytes, bytes | memoryview] = field(default_factory=dict)
-    nodes: dict[bytes, bytes | memoryview] = field(default_factory=dict)
-
-    @property
-    def held_bytes(self) -> int:
-        """How many bytes of pieces this holds."""
-        return sum(map(len, self.chunks.values())) + sum(map(len, self.nodes.values()))
-
-
-class VersionInfo(msgspec.Struct, frozen=True):
-    """What a version's frame says about it, read without its payload.
-
-    Attributes:
-        header: the version header.
-        compression: the codec of its payload (of its chunks, for a chunked version).
-        checksum: the frame's checksum as text.
-        stored_bytes: its size as stored (with every piece it refers to, when chunked).
-        chunked: whether it is a chunked version.
-    """
-
-    header: VersionHeader
-    compression: CompressionType
-    checksum: str
-    stored_bytes: int
-    chunked: bool
-
-
-class EncodedVersion(msgspec.Struct):
-    """A version ready to send, with what the known-pieces memory learns once it is stored.
-
-    Attributes:
-        frame: the version's frame (whole, or its manifest).
-        info: its metadata.
-        pieces: the pieces to send: ``(id, frame)``, nodes before the chunks they name.
-        refs: for a chunked version, every piece it refers to and its stored size.
-        dictionary_id: the state's dictionary, which its new chunks were
-            compressed with (``b""``: none).
-        dictionary: that dictionary's contents.
-        dictionary_frame: the dictionary's frame, when it is sent with this
-            version (a new state's first dictionary), else ``b""``.
-        chunks: for a chunked version, each chunk's bytes; ``nodes``: each node's body.
-        sent_bytes: the bytes of frames this save sends.
-    """
-
-    frame: bytes
-    info: VersionInfo
-    pieces: list[tuple[bytes, bytes]] = msgspec.field(default_factory=list)
-    refs: dict[bytes, int] = msgspec.field(default_factory=dict)
-    dictionary_id: bytes = b""
-    dictionary: bytes = b""
-    dictionary_frame: bytes = b""
-    sent_bytes: int = 0
-    chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
-    nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
-
-
-class StoredVersion(msgspec.Struct):
-    """A version as a load reads it: its frame, and for a chunked one its pieces.
-
-    Attributes:
-        frame: the version's frame.
-        pieces: piece id -> frame, the pieces it refers to that were read.
-        dictionary: the state's dictionary frame, when it was read.
-        held: what the client held already of the state (those pieces were not read).
-        chunks, nodes: filled by decoding: the contents of the version's pieces.
-    """
-
-    frame: bytes
-    pieces: dict[bytes, bytes] = msgspec.field(default_factory=dict)
-    dictionary: bytes | None = None
-    held: KnownPieces | None = None
-    chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
-    nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
-
-
-class Codec:
+class Codec(VersionReader):
     """Turns states into stored versions and back, for one store's settings."""
 
     def __init__(
@@ -204,15 +84,15 @@ class Codec:
         chunking: ChunkingParams | None = None,
         tree: TreeParams | None = None,
     ) -> None:
+        super().__init__(
+            signing=signing, states=StateCodec(max_payload_bytes), offload_threshold=offload_threshold
+        )
         self.compression = compression
-        self.signing = signing
         self.compression_threshold = compression_threshold
-        self.offload_threshold = offload_threshold
         self.chunk_threshold = chunk_threshold
         # None: by the state's size (recostate._codec.chunking.SIZE_CLASSES).
         self.chunking = chunking
         self.tree = tree or TreeParams()
-        self.states = StateCodec(max_payload_bytes)
 
     # -- encoding ---------------------------------------------------------------------
 
@@ -310,7 +190,7 @@ class Codec:
             header_encoder.encode(DictionaryHeader(len(contents))),
             payload,
         )
-        return piece_id(_DICTIONARY_TAG, contents), data, contents
+        return piece_id(DICTIONARY_TAG, contents), data, contents
 
     def _chunked(
         self,
@@ -437,228 +317,3 @@ class Codec:
         )
 
     # -- decoding ---------------------------------------------------------------------
-
-    def _refs(self, body: memoryview, state_id: str, version: int | None) -> list[bytes]:
-        try:
-            return body_refs(body)
-        except ManifestError as exc:
-            raise IntegrityError(state_id, version, str(exc)) from exc
-
-    def _layout(
-        self, data: bytes | memoryview, state_id: str, version: int | None, *, partial: bool = False
-    ) -> frames.ParsedFrame:
-        """Parse a version frame and apply the store's signing rules; ``IntegrityError`` otherwise."""
-        try:
-            parsed = frames.parse(data, partial=partial)
-        except frames.FrameError as exc:
-            raise IntegrityError(state_id, version, "unreadable frame header") from exc
-        if parsed.kind not in (frames.KIND_VERSION, frames.KIND_MANIFEST):
-            raise IntegrityError(state_id, version, "unreadable frame header")
-        if self.signing is not None:
-            if parsed.key_id is None:
-                raise IntegrityError(
-                    state_id, version, "the frame is not signed, and this store accepts signed frames only"
-                )
-            if self.signing.verifier(parsed.key_id) is None:
-                raise IntegrityError(
-                    state_id,
-                    version,
-                    f"the frame is signed with key id {parsed.key_id!r}, which this store does not hold",
-                )
-        elif parsed.key_id is not None:
-            raise IntegrityError(
-                state_id,
-                version,
-                f"the frame is signed (key id {parsed.key_id!r}), and this store has no signing_key to check it",
-            )
-        return parsed
-
-    def _info(
-        self,
-        parsed: frames.ParsedFrame,
-        state_id: str,
-        version: int | None,
-        stored_bytes: int | None,
-    ) -> VersionInfo:
-        try:
-            header = header_decoder.version.decode(parsed.header)
-            # Metadata reads do not verify the checksum: a damaged timestamp
-            # must still be an IntegrityError, not datetime's own error later.
-            header.updated_at  # noqa: B018
-            chunked = parsed.kind == frames.KIND_MANIFEST
-            compression = CODECS_BY_ID[header.codec_id if chunked else parsed.codec_id]
-        except (msgspec.DecodeError, ValueError, OverflowError, OSError, KeyError) as exc:
-            raise IntegrityError(state_id, version, "unreadable frame header") from exc
-        if chunked:
-            stored = header.stored_bytes
-        else:
-            stored = len(parsed.frame) if stored_bytes is None else stored_bytes
-        return VersionInfo(header, compression, parsed.checksum, stored, chunked)
-
-    def parse_header(
-        self, data: bytes, state_id: str, version: int | None, stored_bytes: int | None = None
-    ) -> VersionInfo:
-        """Read a version's metadata from its frame (or the frame's first bytes), unverified.
-
-        ``stored_bytes`` is the whole frame's size when ``data`` holds only its
-        start. A frame signed when this store does not sign, or the reverse,
-        or signed with a key this store does not hold, is an ``IntegrityError``
-        already here.
-        """
-        parsed = self._layout(data, state_id, version, partial=True)
-        return self._info(parsed, state_id, version, stored_bytes)
-
-    def _checked(self, data: bytes, state_id: str, version: int) -> frames.ParsedFrame:
-        parsed = self._layout(data, state_id, version)
-        if parsed.key_id is None:
-            if not parsed.verify_crc():
-                raise IntegrityError(state_id, version, "checksum mismatch")
-        else:
-            assert self.signing is not None  # _layout refused signed frames otherwise
-            if not parsed.verify_signature(self.signing, state_id):
-                raise IntegrityError(state_id, version, "signature mismatch")
-        return parsed
-
-    def decode_now(
-        self, stored: StoredVersion, state_id: str, version: int, type_: Any = None
-    ) -> tuple[Any, VersionInfo]:
-        """Verify and decode a stored version; ``IntegrityError`` on any corruption."""
-        parsed = self._checked(stored.frame, state_id, version)
-        info = self._info(parsed, state_id, version, None)
-        size = info.header.size_bytes
-        if size > MAX_PAYLOAD_CEILING:
-            # No store writes more; refuse before allocating what a header claims.
-            raise IntegrityError(state_id, version, "announced size over the largest payload")
-        try:
-            if info.chunked:
-                raw = self._assemble(parsed.payload, stored, info.header, state_id, version)
-            else:
-                raw = decompress(info.compression, parsed.payload, size)
-        except DecompressionError as exc:
-            raise IntegrityError(state_id, version, "payload does not decompress") from exc
-        try:
-            return self.states.decode(raw, type_), info
-        except UndecodableState as exc:
-            raise IntegrityError(state_id, version, "payload does not decode") from exc
-
-    def _piece(
-        self, data: bytes | None, ident: bytes, kind: int, state_id: str, version: int
-    ) -> frames.ParsedFrame:
-        if data is None:
-            raise IntegrityError(state_id, version, f"piece {ident.hex()} is missing")
-        try:
-            parsed = frames.parse(data)
-        except frames.FrameError as exc:
-            raise IntegrityError(state_id, version, f"piece {ident.hex()} is unreadable") from exc
-        if parsed.kind != kind or parsed.key_id is not None or not parsed.verify_crc():
-            raise IntegrityError(state_id, version, f"piece {ident.hex()} fails its checksum")
-        return parsed
-
-    def _assemble(
-        self,
-        body: memoryview,
-        stored: StoredVersion,
-        header: VersionHeader,
-        state_id: str,
-        version: int,
-    ) -> bytes:
-        """Return the encoded state a chunked version's pieces hold, every piece checked.
-
-        Pieces the client held already were checked when it first read or
-        wrote them; the whole state is checked against its CRC-32 either way.
-        """
-        pieces = stored.pieces
-        held = stored.held or KnownPieces()
-        merkle = self.signing is not None
-        # The nodes first (a few per hundred chunks): they name the chunks.
-        nodes: dict[bytes, bytes | memoryview] = {}
-        pending = self._refs(body, state_id, version)
-        chunk_ids: list[bytes] = []
-        while pending:
-            ident = pending.pop()
-            if ident in nodes:
-                continue
-            body_held = held.nodes.get(ident)
-            if body_held is not None:
-                nodes[ident] = body_held
-                pending.extend(self._refs(memoryview(body_held), state_id, version))
-                continue
-            data = pieces.get(ident)
-            if data is None or data[2] != frames.KIND_NODE:
-                chunk_ids.append(ident)
-                continue
-            parsed = self._piece(data, ident, frames.KIND_NODE, state_id, version)
-            if merkle and piece_id(NODE_TAG, parsed.payload) != ident:
-                raise IntegrityError(state_id, version, f"piece {ident.hex()} is not what its id says")
-            nodes[ident] = parsed.payload
-            pending.extend(self._refs(parsed.payload, state_id, version))
-        fresh = [ident for ident in chunk_ids if ident not in held.chunks]
-        try:
-            chunks: dict[bytes, bytes | memoryview] = dict(
-                unpack_chunks(pieces, fresh, self._dictionaries(stored, state_id, version), merkle)
-            )
-        except ChunkError as exc:
-            raise IntegrityError(state_id, version, str(exc)) from exc
-        for ident in chunk_ids:
-            if ident not in chunks:
-                chunks[ident] = held.chunks[ident]
-        parts: list[bytes | memoryview] = []
-        try:
-            expand(body, chunks, nodes, parts)
-        except ManifestError as exc:
-            raise IntegrityError(state_id, version, str(exc)) from exc
-        raw = b"".join(parts)
-        if len(raw) != header.size_bytes or zlib.crc32(raw) != header.state_crc:
-            raise IntegrityError(state_id, version, "the chunks do not make up the state")
-        stored.chunks, stored.nodes = chunks, nodes
-        return raw
-
-    def _dictionaries(self, stored: StoredVersion, state_id: str, version: int) -> Mapping[bytes, bytes]:
-        if stored.dictionary is None:
-            held = stored.held
-            return {held.dictionary_id: held.dictionary} if held and held.dictionary_id else {}
-        contents = self.dictionary_contents(stored.dictionary, state_id, version)
-        return {piece_id(_DICTIONARY_TAG, contents): contents}
-
-    def dictionary_contents(self, data: bytes, state_id: str, version: int | None) -> bytes:
-        """Return a dictionary frame's contents, checked."""
-        try:
-            parsed = frames.parse(data)
-            if parsed.kind != frames.KIND_DICTIONARY or not parsed.verify_crc():
-                raise frames.FrameError("not a sound dictionary")
-            size = header_decoder.dictionary.decode(parsed.header).size_bytes
-            return decompress(CODECS_BY_ID[parsed.codec_id], parsed.payload, size)
-        except (frames.FrameError, msgspec.DecodeError, KeyError, DecompressionError) as exc:
-            raise IntegrityError(state_id, version, "the state's dictionary is damaged") from exc
-
-    def dictionary_id(self, contents: bytes) -> bytes:
-        """Return the id of a dictionary with these contents."""
-        return piece_id(_DICTIONARY_TAG, contents)
-
-    def known(self, stored: StoredVersion) -> KnownPieces:
-        """Return what a sound, decoded chunked version shows the server holds, and its contents."""
-        held = stored.held or KnownPieces()
-        sizes = {
-            ident: len(stored.pieces[ident]) if ident in stored.pieces else held.sizes.get(ident, 0)
-            for ident in (*stored.nodes, *stored.chunks)
-        }
-        if stored.dictionary is None:
-            dictionary_id, dictionary = held.dictionary_id, held.dictionary
-        else:
-            dictionary = self.dictionary_contents(stored.dictionary, "", None)
-            dictionary_id = self.dictionary_id(dictionary)
-        return KnownPieces(
-            sizes, dictionary_id, dictionary, dict(stored.chunks), dict(stored.nodes)
-        )
-
-    async def decode(
-        self, stored: StoredVersion, state_id: str, version: int, type_: Any = None
-    ) -> tuple[Any, VersionInfo]:
-        """Verify and decode a stored version, in a worker thread above ``offload_threshold``."""
-        size = len(stored.frame) + sum(len(piece) for piece in stored.pieces.values())
-        if size >= self.offload_threshold:
-            return await self._in_thread(self.decode_now, stored, state_id, version, type_)
-        return self.decode_now(stored, state_id, version, type_)
-
-    async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(func, *args)

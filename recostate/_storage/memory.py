@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from recostate._codec.policy import KnownPieces
+from recostate._codec.versions import KnownPieces
 
 __all__ = ["PieceMemory"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from recostate._codec.policy import StoredVersion
+from recostate._codec.versions import StoredVersion
 
 __all__ = [
     "Conflict",

@@ -1,8 +1,9 @@
 """The server-side Lua scripts: every decision that must be atomic with a write.
 
 The sources are the ``lua/*.lua`` files beside this module. Each per-state
-script is ``common.lua`` followed by its own file, after a prelude of
-constants generated here from the Python that owns them (the frame layout
+script is ``state_keys.lua`` (the keys and arguments every one binds),
+``pieces.lua`` (the chunk store), ``state.lua`` (helpers) and its own file,
+after a prelude of constants generated here from the Python that owns them (the frame layout
 in ``recostate._codec.frame``, the manifest layout in
 ``recostate._codec.manifest``, the codec ids, the key digest length, the
 write-id memory), so the two sides cannot drift apart.
@@ -41,6 +42,7 @@ __all__ = [
     "WRITE_MEMORY",
     "common_source",
     "lua_constants",
+    "pieces_source",
 ]
 
 #: The storage layout a state hash's ``fmt`` field names (0.1 wrote none: format 1).
@@ -84,9 +86,18 @@ def _source(name: str) -> str:
     return resources.files("recostate._storage").joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
 
 
+def pieces_source() -> str:
+    """Return the prelude and the chunk store's Lua helpers.
+
+    A script that includes them binds ``C`` (the pieces hash) and ``R`` (the
+    reference counts) first: ``lua/pieces.lua`` says what each helper does.
+    """
+    return _prelude() + _source("pieces")
+
+
 def common_source() -> str:
     """Return the prelude and the helpers every per-state script starts with."""
-    return _prelude() + _source("common")
+    return _prelude() + _source("state_keys") + _source("pieces") + _source("state")
 
 
 def _state_script(name: str) -> Script:

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from recostate._codec.policy import EncodedVersion, KnownPieces
+from recostate._codec.versions import EncodedVersion, KnownPieces
 from recostate._redis import Executor
 from recostate._redis.script import Script
 from recostate._storage import replies, scripts

@@ -14,32 +14,6 @@ if kind_of(frame) == KIND_MANIFEST then
   if ARGV[5] == '' or redis.call('HGET', C, 'i') ~= ARGV[5] then
     out[4] = redis.call('HGET', C, 'd') or false
   end
-  local seen = {}
-  for i = 6, #ARGV do seen[ARGV[i]] = true end
-  local wanted = refs_of(frame)
-  while #wanted > 0 do
-    local asked = {}
-    for _, id in ipairs(wanted) do
-      if not seen[id] then
-        seen[id] = true
-        asked[#asked + 1] = id
-      end
-    end
-    local next_wanted = {}
-    -- In slices: unpack() has a limit on how many values it spreads.
-    for first = 1, #asked, 1000 do
-      local slice = {unpack(asked, first, math.min(first + 999, #asked))}
-      local found = redis.call('HMGET', C, unpack(slice))
-      for i, id in ipairs(slice) do
-        local piece = found[i]
-        out[#out + 1] = id
-        out[#out + 1] = piece or false
-        if piece and kind_of(piece) == KIND_NODE then
-          for _, child in ipairs(refs_of(piece)) do next_wanted[#next_wanted + 1] = child end
-        end
-      end
-    end
-    wanted = next_wanted
-  end
+  read_pieces(frame, 6, out)
 end
 return out

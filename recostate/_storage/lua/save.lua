@@ -33,42 +33,9 @@ for i = 21, 20 + ntags do new_tags[#new_tags + 1] = ARGV[i] end
 local first_piece = 21 + ntags
 
 -- A chunked version: every piece it refers to must be stored or sent.
-local chunked = kind_of(frame) == KIND_MANIFEST
-local sent, fresh = {}, {}
-if chunked then
-  local dict_id, dict_frame = ARGV[18], ARGV[19]
-  local have = nil
-  if dict_id ~= '' then
-    have = redis.call('HGET', C, 'i')
-    if have and have ~= dict_id then return {'dict', redis.call('HGET', C, 'd')} end
-    if not have and dict_frame == '' then return {'missing'} end
-  end
-  for i = first_piece, #ARGV, 2 do sent[ARGV[i]] = ARGV[i + 1] end
-  local function present(id)
-    return sent[id] ~= nil or redis.call('HEXISTS', C, id) == 1
-  end
-  for _, id in ipairs(refs_of(frame)) do
-    if not present(id) then return {'missing'} end
-  end
-  for i = first_piece, #ARGV, 2 do
-    local id, piece = ARGV[i], ARGV[i + 1]
-    if redis.call('HEXISTS', C, id) == 0 then
-      fresh[#fresh + 1] = i
-      if kind_of(piece) == KIND_NODE then
-        for _, child in ipairs(refs_of(piece)) do
-          if not present(child) then return {'missing'} end
-        end
-      end
-    end
-  end
-  if dict_id ~= '' and not have then redis.call('HSET', C, 'd', dict_frame, 'i', dict_id) end
-  for _, i in ipairs(fresh) do redis.call('HSET', C, ARGV[i], ARGV[i + 1]) end
-  for _, i in ipairs(fresh) do
-    if kind_of(ARGV[i + 1]) == KIND_NODE then
-      for _, child in ipairs(refs_of(ARGV[i + 1])) do incref(child) end
-    end
-  end
-  for _, id in ipairs(refs_of(frame)) do incref(id) end
+if kind_of(frame) == KIND_MANIFEST then
+  local refused = put_pieces(frame, ARGV[18], ARGV[19], first_piece)
+  if refused then return refused end
 end
 
 local ttl = ARGV[8]

@@ -1,11 +1,4 @@
--- Shared by every per-state script. KEYS: the state's keys in
--- recostate._storage.keys.STATE_KINDS order. ARGV[1] the state id (as tag
--- sets store it), ARGV[2] the tag key base, ARGV[3] '1' when tag sets are kept
--- outside the scripts (on a cluster, where they live in other hash slots).
--- Scripts do every read and check before their first write: Redis does not
--- roll a script back when it fails halfway.
-local S, L, V, C, R, D = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local SID, TBASE, TAGS_OUTSIDE = ARGV[1], ARGV[2], ARGV[3] == '1'
+-- Helpers of the per-state scripts (after state_keys.lua and pieces.lua).
 
 local function legacy_reply()
   return {'legacy'}
@@ -36,80 +29,11 @@ local function hex(s)
   return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
 end
 
-local function kind_of(frame)
-  return string.byte(frame, 3)
-end
-
--- 1-based index of a frame's header, and of its payload. A damaged frame
--- (stored bytes are never trusted here) gives indexes past its end.
-local function header_at(frame)
-  if #frame < FRAME_PREFIX then return #frame + 1 end
-  return FRAME_PREFIX + 1 + string.byte(frame, 6)
-end
-local function payload_at(frame)
-  if #frame < FRAME_PREFIX then return #frame + 1 end
-  return header_at(frame) + struct.unpack('>I4', frame, 7)
-end
-
--- The piece ids a manifest or node frame refers to (recostate._codec.manifest);
--- none for a frame too damaged to name them.
-local function refs_of(frame)
-  local p = payload_at(frame)
-  if p + 3 > #frame then return {} end
-  local n = struct.unpack('>I4', frame, p)
-  if p + 3 + n * ID_SIZE > #frame then return {} end
-  local out = {}
-  for i = 0, n - 1 do
-    out[i + 1] = string.sub(frame, p + 4 + i * ID_SIZE, p + 3 + (i + 1) * ID_SIZE)
-  end
-  return out
-end
-
--- The header bytes of a version frame (everything before its payload).
-local function head_of(frame)
-  return string.sub(frame, 1, math.min(payload_at(frame) - 1, #frame))
-end
-
-local function stored_size(frame)
-  if kind_of(frame) == KIND_MANIFEST then
-    local ok, h = pcall(cmsgpack.unpack, string.sub(frame, header_at(frame), payload_at(frame) - 1))
-    if ok and type(h) == 'table' and tonumber(h[6]) then return h[6] end
-  end
-  return #frame
-end
-
-local function incref(id)
-  redis.call('HINCRBY', R, id, 1)
-end
-
--- One reference fewer; a piece nothing refers to any more goes, and so do
--- the references it held. An id with no count (named by a damaged frame)
--- is left alone rather than counted below zero.
-local function decref(id)
-  if redis.call('HEXISTS', R, id) == 0 then return end
-  if redis.call('HINCRBY', R, id, -1) > 0 then return end
-  local frame = redis.call('HGET', C, id)
-  redis.call('HDEL', C, id)
-  redis.call('HDEL', R, id)
-  if frame and kind_of(frame) == KIND_NODE then
-    for _, child in ipairs(refs_of(frame)) do decref(child) end
-  end
-end
-
 -- Delete version v's frame and release what it referred to.
 local function drop_version(v)
   local frame = redis.call('HGET', V, v)
   redis.call('HDEL', V, v)
-  if frame and kind_of(frame) == KIND_MANIFEST then
-    for _, id in ipairs(refs_of(frame)) do decref(id) end
-  end
-end
-
--- Once no piece is left, the dictionary (and the hash holding it) goes too.
-local function collect_dictionary()
-  if redis.call('EXISTS', C) == 1 and redis.call('HLEN', R) == 0 then
-    redis.call('DEL', C, R)
-  end
+  release(frame)
 end
 
 local function tags_json(tags)

@@ -1,0 +1,109 @@
+"""The values the codec and the storage layer hand each other about versions and pieces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import msgspec
+
+from recostate._codec.headers import VersionHeader
+from recostate._types import CompressionType
+
+__all__ = ["EncodedVersion", "KnownPieces", "StoredVersion", "VersionInfo", "now_ms"]
+
+
+def now_ms() -> int:
+    """Return the current UTC time in whole milliseconds."""
+    return int(datetime.now(timezone.utc).timestamp() * 1000)
+
+
+@dataclass
+class KnownPieces:
+    """What this client believes the server holds of one state's pieces, and holds itself.
+
+    Attributes:
+        sizes: piece id -> size of its stored frame.
+        dictionary_id: the id of the state's dictionary (``b""``: none known).
+        dictionary: that dictionary's contents.
+        chunks: chunk id -> its bytes, and ``nodes``: node id -> its manifest
+            body, as this client read or wrote them (checked then), so a load
+            need not fetch them again.
+    """
+
+    sizes: dict[bytes, int] = field(default_factory=dict)
+    dictionary_id: bytes = b""
+    dictionary: bytes = b""
+    chunks: dict[bytes, bytes | memoryview] = field(default_factory=dict)
+    nodes: dict[bytes, bytes | memoryview] = field(default_factory=dict)
+
+    @property
+    def held_bytes(self) -> int:
+        """How many bytes of pieces this holds."""
+        return sum(map(len, self.chunks.values())) + sum(map(len, self.nodes.values()))
+
+
+class VersionInfo(msgspec.Struct, frozen=True):
+    """What a version's frame says about it, read without its payload.
+
+    Attributes:
+        header: the version header.
+        compression: the codec of its payload (of its chunks, for a chunked version).
+        checksum: the frame's checksum as text.
+        stored_bytes: its size as stored (with every piece it refers to, when chunked).
+        chunked: whether it is a chunked version.
+    """
+
+    header: VersionHeader
+    compression: CompressionType
+    checksum: str
+    stored_bytes: int
+    chunked: bool
+
+
+class EncodedVersion(msgspec.Struct):
+    """A version ready to send, with what the known-pieces memory learns once it is stored.
+
+    Attributes:
+        frame: the version's frame (whole, or its manifest).
+        info: its metadata.
+        pieces: the pieces to send: ``(id, frame)``, nodes before the chunks they name.
+        refs: for a chunked version, every piece it refers to and its stored size.
+        dictionary_id: the state's dictionary, which its new chunks were
+            compressed with (``b""``: none).
+        dictionary: that dictionary's contents.
+        dictionary_frame: the dictionary's frame, when it is sent with this
+            version (a new state's first dictionary), else ``b""``.
+        chunks: for a chunked version, each chunk's bytes; ``nodes``: each node's body.
+        sent_bytes: the bytes of frames this save sends.
+    """
+
+    frame: bytes
+    info: VersionInfo
+    pieces: list[tuple[bytes, bytes]] = msgspec.field(default_factory=list)
+    refs: dict[bytes, int] = msgspec.field(default_factory=dict)
+    dictionary_id: bytes = b""
+    dictionary: bytes = b""
+    dictionary_frame: bytes = b""
+    sent_bytes: int = 0
+    chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
+    nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
+
+
+class StoredVersion(msgspec.Struct):
+    """A version as a load reads it: its frame, and for a chunked one its pieces.
+
+    Attributes:
+        frame: the version's frame.
+        pieces: piece id -> frame, the pieces it refers to that were read.
+        dictionary: the state's dictionary frame, when it was read.
+        held: what the client held already of the state (those pieces were not read).
+        chunks, nodes: filled by decoding: the contents of the version's pieces.
+    """
+
+    frame: bytes
+    pieces: dict[bytes, bytes] = msgspec.field(default_factory=dict)
+    dictionary: bytes | None = None
+    held: KnownPieces | None = None
+    chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
+    nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
