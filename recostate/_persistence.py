@@ -309,14 +309,17 @@ class RedisStatePersistence:
         if replicas is not None and replicas < wanted:
             raise ReplicationError(state_id, wanted, replicas, version=version)
 
+    def _integrity_failed(self, state_id: str, exc: IntegrityError) -> None:
+        self._counters.integrity_failures += 1
+        telemetry.record_integrity_failure()
+        logger.warning("integrity failure on state id=%r: %s", state_id, exc.reason)
+
     @contextmanager
     def _counting_integrity(self, state_id: str) -> Iterator[None]:
         try:
             yield
         except IntegrityError as exc:
-            self._counters.integrity_failures += 1
-            telemetry.record_integrity_failure()
-            logger.warning("integrity failure on state id=%r: %s", state_id, exc.reason)
+            self._integrity_failed(state_id, exc)
             raise
 
     # -- writes -----------------------------------------------------------------------
@@ -360,6 +363,20 @@ class RedisStatePersistence:
             StoreUnavailableError: the server could not be reached after retries;
                 the save may or may not have been applied.
         """
+        return await self._save(
+            state, state_id, version, tags, ttl, expected_version, idempotency_key
+        )
+
+    async def _save(
+        self,
+        state: Any,
+        state_id: str,
+        version: int | None,
+        tags: Iterable[str] | None,
+        ttl: int | Default | None,
+        expected_version: int | None,
+        idempotency_key: str | None,
+    ) -> StateMetadata:
         keys = self._keys(state_id)
         wanted = None if version is None else check_version(version)
         expected = (
@@ -367,36 +384,73 @@ class RedisStatePersistence:
             if expected_version is None
             else check_version(expected_version, "expected_version")
         )
-        tag_tuple = check_tags(tags)
-        ttl_s = resolve_ttl(ttl, self._config.default_ttl)
+        tag_tuple = () if tags is None else check_tags(tags)
+        ttl_s = self._config.default_ttl if ttl is DEFAULT else resolve_ttl(ttl, None)
         write_id = _write_id(
             None if idempotency_key is None else check_idempotency_key(idempotency_key)
         )
-        started = time.perf_counter()
-        raw = self._codec.encode_state(state)
+        # The clock is read for the debug line only when it will be written.
+        started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
+        codec = self._codec
+        raw = codec.encode_state(state)
         header = VersionHeader(now_ms(), len(raw), ttl_s or 0, 0, tag_tuple)
+        ttl_ms = None if ttl_s is None else ttl_s * 1000
+        if not codec.chunks(raw) and len(raw) < codec.offload_threshold:
+            # A small whole version: encoded once, on the loop, whatever the
+            # server holds (nothing to learn and resend).
+            encoded = codec.encode_now(raw, header, keys.state_id)
+            meta = await self._write_once(keys, encoded, write_id, wanted, expected, ttl_ms)
+        else:
 
-        async def encode(known: KnownPieces | None) -> EncodedVersion:
-            return await self._codec.encode(raw, header, keys.state_id, known)
+            async def encode(known: KnownPieces | None) -> EncodedVersion:
+                return await codec.encode(raw, header, keys.state_id, known)
 
-        meta = await self._write(
-            keys,
-            encode,
-            write_id=write_id,
-            version=wanted,
-            expected=expected,
-            ttl_ms=None if ttl_s is None else ttl_s * 1000,
-        )
-        logger.debug(
-            "save id=%r version=%d size=%d stored=%d codec=%s in %.2f ms",
-            keys.state_id,
-            meta.version,
-            meta.size_bytes,
-            meta.stored_bytes,
-            meta.compression_type.value,
-            (time.perf_counter() - started) * 1000,
-        )
+            meta = await self._write(
+                keys, encode, write_id=write_id, version=wanted, expected=expected, ttl_ms=ttl_ms
+            )
+        if started:
+            logger.debug(
+                "save id=%r version=%d size=%d stored=%d codec=%s in %.2f ms",
+                keys.state_id,
+                meta.version,
+                meta.size_bytes,
+                meta.stored_bytes,
+                meta.compression_type.value,
+                (time.perf_counter() - started) * 1000,
+            )
         return meta
+
+    async def _write_once(
+        self,
+        keys: StateKeys,
+        encoded: EncodedVersion,
+        write_id: bytes,
+        version: int | None,
+        expected: int | None,
+        ttl_ms: int | None,
+    ) -> StateMetadata:
+        """Send a whole version (no pieces: the server can lack nothing it needs)."""
+        try:
+            saved = await self._storage.save(
+                keys,
+                encoded,
+                write_id=write_id,
+                expected=expected,
+                explicit=version,
+                keep=self._config.versions_kept,
+                ttl_ms=ttl_ms,
+            )
+        except Conflict as exc:
+            raise self._conflict(keys, exc, expected, version) from None
+        return self._saved(keys, saved, encoded)
+
+    def _conflict(
+        self, keys: StateKeys, exc: Conflict, expected: int | None, version: int | None
+    ) -> VersionConflictError:
+        self._counters.conflicts += 1
+        telemetry.record_conflict()
+        asked = expected if expected is not None and expected != exc.head else version
+        return VersionConflictError(keys.state_id, asked if asked is not None else exc.head, exc.head)
 
     async def _write(
         self,
@@ -428,12 +482,7 @@ class RedisStatePersistence:
                     ttl_ms=ttl_ms,
                 )
             except Conflict as exc:
-                self._counters.conflicts += 1
-                telemetry.record_conflict()
-                asked = expected if expected is not None and expected != exc.head else version
-                raise VersionConflictError(
-                    keys.state_id, asked if asked is not None else exc.head, exc.head
-                ) from None
+                raise self._conflict(keys, exc, expected, version) from None
             except PiecesMissing:
                 storage.pieces.forget(keys.state_id)
                 if not resendable:
@@ -467,6 +516,7 @@ class RedisStatePersistence:
         self._replicated(keys.state_id, saved.replicas, saved.version)
         return meta
 
+    @telemetry.traced("save")
     async def save(
         self,
         state_id: str,
@@ -479,14 +529,8 @@ class RedisStatePersistence:
         idempotency_key: str | None = None,
     ) -> StateMetadata:
         """Save ``state`` under ``state_id``: :meth:`save_with_metadata` with the id first."""
-        return await self.save_with_metadata(
-            state,
-            state_id,
-            version=version,
-            tags=tags,
-            ttl=ttl,
-            expected_version=expected_version,
-            idempotency_key=idempotency_key,
+        return await self._save(
+            state, state_id, version, tags, ttl, expected_version, idempotency_key
         )
 
     @telemetry.traced("rollback")
@@ -620,27 +664,39 @@ class RedisStatePersistence:
             IntegrityError: the stored bytes fail their checksum or do not decode.
             SerializationError: the stored state is sound but does not match ``type``.
         """
+        return await self._load(state_id, version, type, True)
+
+    async def _load(
+        self, state_id: str, version: int | None, type_: Any, with_metadata: bool
+    ) -> Any:
         keys = self._keys(state_id)
         wanted = None if version is None else check_version(version)
-        started = time.perf_counter()
-        held = self._storage.pieces.get(keys.state_id)
-        loaded = await self._storage.load(keys, wanted, held=held)
+        started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else 0.0
+        storage = self._storage
+        held = storage.pieces.get(keys.state_id)
+        loaded = await storage.load(keys, wanted, held=held)
         if loaded is None:
             return None
         stored = loaded.stored
-        with self._counting_integrity(keys.state_id):
-            state, info = await self._codec.decode(stored, keys.state_id, loaded.version, type)
+        try:
+            state, info = await self._codec.decode(stored, keys.state_id, loaded.version, type_)
             if info.chunked and wanted is None:
-                self._storage.pieces.remember(keys.state_id, self._codec.known(stored))
+                storage.pieces.remember(keys.state_id, self._codec.known(stored))
+        except IntegrityError as exc:
+            self._integrity_failed(keys.state_id, exc)
+            raise
         self._counters.loads += 1
-        logger.debug(
-            "load id=%r version=%d stored=%d in %.2f ms",
-            keys.state_id,
-            loaded.version,
-            info.stored_bytes,
-            (time.perf_counter() - started) * 1000,
-        )
+        if started:
+            logger.debug(
+                "load id=%r version=%d stored=%d in %.2f ms",
+                keys.state_id,
+                loaded.version,
+                info.stored_bytes,
+                (time.perf_counter() - started) * 1000,
+            )
         telemetry.record_read(loaded.version, info.stored_bytes)
+        if not with_metadata:
+            return state
         return state, self._metadata(keys.state_id, loaded.version, loaded.created_ms, info)
 
     @overload
@@ -653,10 +709,10 @@ class RedisStatePersistence:
         self, state_id: str, version: int | None = None, *, type: type[T]
     ) -> T | None: ...
 
+    @telemetry.traced("load")
     async def load(self, state_id: str, version: int | None = None, *, type: Any = None) -> Any:
         """Return the head (or ``version``) of ``state_id``, or ``None`` if not stored."""
-        found = await self.load_with_metadata(state_id, version, type=type)
-        return None if found is None else found[0]
+        return await self._load(state_id, version, type, False)
 
     @telemetry.traced("get_metadata")
     async def get_metadata(self, state_id: str, version: int | None = None) -> StateMetadata | None:

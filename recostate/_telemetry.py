@@ -57,6 +57,15 @@ try:
 except ImportError:  # pragma: no cover - exercised where opentelemetry-api is absent
     _trace = None  # type: ignore[assignment]
     _metrics = None  # type: ignore[assignment]
+    _metrics_state: Any = None
+else:
+    try:
+        from opentelemetry.metrics import _internal as _metrics_state
+    except ImportError:  # pragma: no cover - an API that keeps its globals elsewhere
+        _metrics_state = None
+
+_MISSING = object()
+_environment_names_provider: bool | None = None
 
 #: Whether spans and metrics are produced at all.
 ENABLED = _trace is not None and os.environ.get("RECOSTATE_TELEMETRY", "").lower() not in {
@@ -111,10 +120,38 @@ _UNSET_PROVIDERS = {
 }
 
 
+def _globals_unset() -> bool:
+    """Tell, cheaply, that no global provider is set nor named by the environment.
+
+    ``get_tracer_provider()`` and ``get_meter_provider()`` look their
+    environment variables up on every call while no provider is set: two
+    ``os.environ`` reads each, about a tenth of a small save's client time.
+    The API keeps the providers it was given in module globals, read here;
+    an API without them takes the public path.
+    """
+    tracer = getattr(_trace, "_TRACER_PROVIDER", _MISSING)
+    meter = getattr(_metrics_state, "_METER_PROVIDER", _MISSING)
+    if tracer is not None or meter is not None:
+        return False
+    return not _providers_from_environment()
+
+
+def _providers_from_environment() -> bool:
+    # Read once: the API itself loads such a provider on its first use.
+    global _environment_names_provider
+    if _environment_names_provider is None:
+        _environment_names_provider = any(
+            name in os.environ for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+        )
+    return _environment_names_provider
+
+
 def _active() -> bool:
     """Tell whether a real tracer or meter provider is there to receive anything."""
     if _configured:
         return True
+    if _globals_unset():
+        return False
     return (
         type(_trace.get_tracer_provider()).__name__ not in _UNSET_PROVIDERS
         or type(_metrics.get_meter_provider()).__name__ not in _UNSET_PROVIDERS

@@ -48,6 +48,7 @@ __all__ = [
     "FrameError",
     "ParsedFrame",
     "checksum_text",
+    "digest_of",
     "pack",
     "parse",
 ]
@@ -156,6 +157,11 @@ class ParsedFrame:
         mac.update(view[: end - MAC_SIZE])
         mac.update(view[end:])
         return hmac.compare_digest(mac.digest(), view[end - MAC_SIZE : end])
+
+
+def digest_of(frame: bytes) -> bytes:
+    """Return the checksum field of a frame :func:`pack` made (its layout is not checked)."""
+    return frame[PREFIX_SIZE : PREFIX_SIZE + frame[5]]
 
 
 def checksum_text(digest: bytes) -> str:

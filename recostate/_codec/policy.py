@@ -153,9 +153,9 @@ class Codec(VersionReader):
             signing=self.signing,
             state_id=state_id,
         )
-        parsed = frames.parse(data)
+        checksum = frames.checksum_text(frames.digest_of(data))
         stored = header.stored_bytes if kind == frames.KIND_MANIFEST else len(data)
-        return data, VersionInfo(header, codec, parsed.checksum, stored, kind == frames.KIND_MANIFEST)
+        return data, VersionInfo(header, codec, checksum, stored, kind == frames.KIND_MANIFEST)
 
     def _chunk_frame(self, data: memoryview, dictionary_id: bytes, dictionary: bytes) -> bytes:
         codec, payload = compress(self.compression, data, dictionary)

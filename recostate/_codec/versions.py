@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import msgspec
 
@@ -15,7 +15,7 @@ __all__ = ["EncodedVersion", "KnownPieces", "StoredVersion", "VersionInfo", "now
 
 def now_ms() -> int:
     """Return the current UTC time in whole milliseconds."""
-    return int(datetime.now(timezone.utc).timestamp() * 1000)
+    return time.time_ns() // 1_000_000
 
 
 @dataclass

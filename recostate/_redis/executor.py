@@ -41,6 +41,7 @@ logger = logging.getLogger("recostate.redis")
 
 T = TypeVar("T")
 Encodable = bytes | str | int | float
+_running_loop = asyncio.get_running_loop
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,10 @@ class Executor:
                 self._gate = ClusterGate(int(limit), self._pool_timeout)
         return self._client
 
-    async def _call(self, operation: Callable[[AnyRedis], Awaitable[T]], what: str) -> T:
-        attempt = 0
+    async def _call(
+        self, operation: Callable[[AnyRedis], Awaitable[T]], what: str, attempt: int = 0
+    ) -> T:
+        """Run ``operation`` with retries; ``attempt``: retries already spent on it."""
         while True:
             client = self._get_client()
             try:
@@ -136,24 +139,24 @@ class Executor:
                             raise rexc.ConnectionError("connection closed during the call") from exc
                 return await operation(client)
             except Exception as exc:
-                if attempt < self._retry.retries and is_retryable(exc):
-                    attempt += 1
-                    delay = self._retry.delay(attempt)
-                    logger.debug(
-                        "%s failed (%s); retry %d in %.3fs",
-                        what,
-                        type(exc).__name__,
-                        attempt,
-                        delay,
-                    )
-                    await anyio.sleep(delay)
-                    continue
-                error = translate(exc)
-                if error is exc:
-                    # Already a recostate error (the cluster gate's timeout):
-                    # ``from exc`` would make it its own cause.
-                    raise
-                raise error from exc
+                attempt = await self._before_retry(exc, attempt, what)
+
+    async def _before_retry(self, exc: Exception, attempt: int, what: str) -> int:
+        """Wait before retrying after ``exc`` and return the retry's number; or raise."""
+        if attempt < self._retry.retries and is_retryable(exc):
+            attempt += 1
+            delay = self._retry.delay(attempt)
+            logger.debug(
+                "%s failed (%s); retry %d in %.3fs", what, type(exc).__name__, attempt, delay
+            )
+            await anyio.sleep(delay)
+            return attempt
+        error = translate(exc)
+        if error is exc:
+            # Already a recostate error (the cluster gate's timeout):
+            # ``from exc`` would make it its own cause.
+            raise exc
+        raise error from exc
 
     async def ping(self) -> None:
         """Connect if needed and check the server answers."""
@@ -163,18 +166,51 @@ class Executor:
 
         await self._call(operation, "PING")
 
-    async def run(self, script: Script, keys: Sequence[bytes], args: Sequence[Encodable]) -> Any:
-        """Run ``script`` with EVALSHA, loading it when the server does not know it."""
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[bytes],
+        args: Sequence[Encodable],
+        payload_bytes: int | None = None,
+    ) -> Any:
+        """Run ``script`` with EVALSHA, loading it when the server does not know it.
+
+        ``payload_bytes``: about how many bytes ``args`` hold, when the caller
+        knows (otherwise they are counted), to choose between the automatic
+        pipeline and a connection of its own.
+        """
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        size = _payload_bytes(args) if payload_bytes is None else payload_bytes
+        client = self._client
+        attempt = 0
+        loaded = False
+        if client is not None and self._gate is None and not self._closed:
+            # The common case, a standalone client already made: its first
+            # attempt without the retry loop's closure and frames.
+            try:
+                return await self._send_sized(client, command, size)
+            except rexc.NoScriptError:
+                await self._load_then(client, script, keys)
+                loaded = True
+            except Exception as exc:
+                attempt = await self._before_retry(exc, 0, script.name)
 
         async def operation(client: Any) -> Any:
+            nonlocal loaded
+            if loaded:
+                loaded = False
+                return await self._send_sized(client, command, size)
             try:
-                return await self._send(client, "EVALSHA", script.sha, len(keys), *keys, *args)
+                return await self._send_sized(client, command, size)
             except rexc.NoScriptError:
                 # A restarted or failed-over server lost its script cache.
-                await self._load(client, script, keys[0] if keys else None)
-                return await self._send(client, "EVALSHA", script.sha, len(keys), *keys, *args)
+                await self._load_then(client, script, keys)
+                return await self._send_sized(client, command, size)
 
-        return await self._call(operation, script.name)
+        return await self._call(operation, script.name, attempt)
+
+    async def _load_then(self, client: Any, script: Script, keys: Sequence[bytes]) -> None:
+        await self._load(client, script, keys[0] if keys else None)
 
     async def run_and_wait(
         self,
@@ -259,8 +295,16 @@ class Executor:
 
     async def _send(self, client: Any, *args: Encodable) -> Any:
         """Send one command, through the automatic pipeline unless it is large."""
-        pipeline = self._pipeline(client)
-        if pipeline is None or _payload_bytes(args) > _PIPELINE_MAX_REQUEST:
+        return await self._send_sized(client, args, _payload_bytes(args))
+
+    async def _send_sized(self, client: Any, args: tuple[Encodable, ...], size: int) -> Any:
+        """:meth:`_send` of a command whose arguments hold about ``size`` bytes."""
+        current = self._autopipe
+        if current is not None and current[1] is client and current[0] is _running_loop():
+            pipeline: AutoPipeline | ClusterAutoPipeline | None = current[2]
+        else:
+            pipeline = self._pipeline(client)
+        if pipeline is None or size > _PIPELINE_MAX_REQUEST:
             # Large requests go alone on a connection of their own, so they
             # never hold small ones up behind them.
             return await client.execute_command(*args)

@@ -14,6 +14,7 @@ NOSCRIPT (after a restart or a failover), by the executor.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import Final
 
@@ -40,6 +41,7 @@ __all__ = [
     "VERSIONS",
     "WRITE_ID_SIZE",
     "WRITE_MEMORY",
+    "assemble",
     "common_source",
     "lua_constants",
     "pieces_source",
@@ -100,8 +102,66 @@ def common_source() -> str:
     return _prelude() + _source("state_keys") + _source("pieces") + _source("state")
 
 
+_DEFINITION = re.compile(r"^local (?:function )?([A-Za-z_][A-Za-z0-9_]*)")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _blocks(library: str) -> list[tuple[str | None, str]]:
+    """Split Lua source into top-level blocks, each with the name it defines (or ``None``).
+
+    A block is a run of comment lines and the statement after them; a
+    ``local function`` runs to the first ``end`` at the start of a line.
+    """
+    blocks: list[tuple[str | None, str]] = []
+    pending: list[str] = []
+    lines = iter(library.splitlines(keepends=True))
+    for line in lines:
+        pending.append(line)
+        if not line.strip() or line.startswith("--"):
+            continue
+        match = _DEFINITION.match(line)
+        function = line.startswith("local function ")
+        # ``local a, b = ...`` binds several names: such a statement always stays.
+        name = match.group(1) if match and (function or "," not in line.split("=")[0]) else None
+        if function:
+            for rest in lines:
+                pending.append(rest)
+                if rest.rstrip() == "end":
+                    break
+        blocks.append((name, "".join(pending)))
+        pending = []
+    if pending:
+        blocks.append((None, "".join(pending)))
+    return blocks
+
+
+def assemble(library: str, body: str) -> str:
+    """Return ``body`` after the parts of ``library`` it uses, in their order.
+
+    A script pays at every call for each local function and table its
+    source defines (Lua builds them anew each time), so definitions that
+    ``body`` does not reach, directly or through other definitions, are left
+    out. Statements that define no single name (key bindings) always stay.
+    """
+    blocks = _blocks(library)
+    defined = {name: text for name, text in blocks if name is not None}
+    wanted: set[str] = set()
+    pending = [body] + [text for name, text in blocks if name is None]
+    while pending:
+        for word in _WORD.findall(_code(pending.pop())):
+            if word in defined and word not in wanted:
+                wanted.add(word)
+                pending.append(defined[word])
+    return "".join(text for name, text in blocks if name is None or name in wanted) + body
+
+
+def _code(text: str) -> str:
+    """Lua source without its comments (a name in a comment is not a use)."""
+    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+
+
 def _state_script(name: str) -> Script:
-    return Script(name, common_source() + _source(name))
+    return Script(name, assemble(common_source(), _source(name)))
 
 
 SAVE: Final = _state_script("save")
@@ -116,4 +176,4 @@ TOUCH: Final = _state_script("touch")
 READ_STATE: Final = _state_script("read_state")
 PIECES: Final = _state_script("pieces")
 UPGRADE: Final = _state_script("upgrade")
-TAG_MEMBERS: Final = Script("tag_members", _prelude() + _source("tag_members"))
+TAG_MEMBERS: Final = Script("tag_members", assemble(_prelude(), _source("tag_members")))

@@ -43,10 +43,17 @@ KEEP_TTL = "keep"
 Arg = bytes | str | int
 
 
+_second: list[Any] = [None, ""]
+
+
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%S."
-    ) + f"{ms % 1000:03d}Z"
+    # Saves come many to a second: the date and time up to the second are
+    # formatted once per second.
+    second, milli = divmod(ms, 1000)
+    if _second[0] != second:
+        _second[1] = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second[0] = second
+    return f"{_second[1]}{milli:03d}Z"
 
 
 def head_fields(version: EncodedVersion) -> tuple[str, ...]:
@@ -121,7 +128,11 @@ class StateStorage:
         return reply
 
     async def _write(self, script: Script, keys: StateKeys, *extra: Arg) -> tuple[Any, int | None]:
-        args = self._args(keys, extra)
+        return await self._write_args(script, keys, self._args(keys, extra))
+
+    async def _write_args(
+        self, script: Script, keys: StateKeys, args: list[Arg], payload_bytes: int | None = None
+    ) -> tuple[Any, int | None]:
         for _ in range(2):
             if self._wait:
                 reply, acked = await self._executor.run_and_wait(
@@ -132,7 +143,8 @@ class StateStorage:
                     timeout_ms=self._wait_timeout_ms,
                 )
             else:
-                reply, acked = await self._executor.run(script, keys.all, args), None
+                reply = await self._executor.run(script, keys.all, args, payload_bytes)
+                acked = None
             if not replies.is_legacy(reply):
                 return reply, acked
             await self.upgrade(keys)
@@ -169,14 +181,13 @@ class StateStorage:
         """
         header = version.info.header
         tags = header.tags
-        if not self.tags.in_scripts:
+        in_scripts = self.tags.in_scripts
+        if not in_scripts:
             await self.tags.adding(keys, tags)
-        pieces: list[Arg] = []
-        for ident, frame in version.pieces:
-            pieces += (ident, frame)
-        reply, acked = await self._write(
-            scripts.SAVE,
-            keys,
+        args: list[Arg] = [
+            keys.member,
+            self._tag_base,
+            self._outside,
             write_id,
             "" if expected is None else expected,
             "" if explicit is None else explicit,
@@ -189,8 +200,10 @@ class StateStorage:
             version.dictionary_frame,
             len(tags),
             *tags,
-            *pieces,
-        )
+        ]
+        for ident, frame in version.pieces:
+            args += (ident, frame)
+        reply, acked = await self._write_args(scripts.SAVE, keys, args, version.sent_bytes)
         saved = replies.parse_save(reply)
         saved.replicas = acked
         if version.refs:
@@ -204,7 +217,7 @@ class StateStorage:
                     version.nodes,
                 ),
             )
-        if not self.tags.in_scripts:
+        if not in_scripts:
             await self.tags.adding(keys, tags)
         return saved
 

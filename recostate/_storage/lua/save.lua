@@ -43,6 +43,10 @@ if ttl == 'keep' then
   local left = redis.call('PTTL', S)
   ttl = left > 0 and left or ''
 end
+-- A state without a pieces hash or reference counts (every version whole)
+-- has nothing to release, collect or expire there: one EXISTS spares the
+-- calls each of those would make.
+local pieces = redis.call('EXISTS', C, R) > 0
 redis.call('HSET', V, v, frame)
 local created = cur[3]
 if not created then
@@ -56,18 +60,18 @@ redis.call('HSET', S, 'version', v, 'last', v, 'updated_at', ARGV[11], 'size_byt
 local n = redis.call('RPUSH', L, v)
 local keep = tonumber(ARGV[7])
 if n > keep then
-  local dropped = false
-  for _ = 1, n - keep do
-    drop_version(redis.call('LPOP', L))
-    dropped = true
+  if pieces then
+    for _ = 1, n - keep do drop_version(redis.call('LPOP', L)) end
+    collect_dictionary()
+  else
+    for _ = 1, n - keep do redis.call('HDEL', V, redis.call('LPOP', L)) end
   end
-  if dropped then collect_dictionary() end
 end
 memory = memory .. wid .. struct.pack('>d', v)
 if #memory > WRITE_MEMORY * WRITE_RECORD then
   memory = string.sub(memory, #memory - WRITE_MEMORY * WRITE_RECORD + 1)
 end
 redis.call('SET', D, memory)
-apply_ttl(ttl)
+apply_ttl(ttl, pieces)
 update_tags(tags_of(cur[4]), new_tags)
 return {'ok', v, created}

@@ -42,7 +42,7 @@ local function tags_json(tags)
 end
 
 local function tags_of(t)
-  if not t then return {} end
+  if not t or t == '[]' then return {} end
   local ok, tags = pcall(cjson.decode, t)
   if ok and type(tags) == 'table' then return tags end
   return {}
@@ -89,13 +89,15 @@ local function update_tags(old, new)
 end
 
 -- Every key of a state gets the same expiry (ttl_ms '' for none), so a state
--- hash without one means no key has one: nothing to PERSIST.
-local function apply_ttl(ttl_ms)
+-- hash without one means no key has one: nothing to PERSIST. with_pieces
+-- false: the caller knows C and R do not exist (they are left out).
+local function apply_ttl(ttl_ms, with_pieces)
+  local keys = with_pieces == false and {S, L, V, D} or KEYS
   if ttl_ms == '' then
     if redis.call('PTTL', S) == -1 then return end
-    for i = 1, #KEYS do redis.call('PERSIST', KEYS[i]) end
+    for i = 1, #keys do redis.call('PERSIST', keys[i]) end
   else
-    for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl_ms) end
+    for i = 1, #keys do redis.call('PEXPIRE', keys[i], ttl_ms) end
   end
 end
 
