@@ -137,6 +137,21 @@ async def test_the_push_handler_is_there_from_redis_py_6_2(server: EmbeddedRedis
         await connection.disconnect()
 
 
+async def test_a_write_goes_straight_to_the_open_connections_transport(server: EmbeddedRedis) -> None:
+    connection = Connection(host=server.host, port=server.port)
+    # Not open: nothing is written, the caller goes through redis-py.
+    assert _compat.write_now(connection, b"*1\r\n$4\r\nPING\r\n") is False
+    await connection.connect()  # type: ignore[no-untyped-call, unused-ignore]
+    try:
+        # None would mean the writer moved: every batch would then take the slow path.
+        assert _compat.write_now(connection, [b"*1\r\n$4\r\nPING\r\n", b"*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n"])
+        assert await connection.read_response() in (b"PONG", "PONG")
+        assert await connection.read_response() == b"hi"
+    finally:
+        await connection.disconnect()
+    assert _compat.write_now(connection, b"*1\r\n$4\r\nPING\r\n") is False
+
+
 def test_an_attribute_error_inside_redis_py_is_known_as_a_closed_connection() -> None:
     with pytest.raises(AttributeError) as inside:
         key_slot(None)  # type: ignore[arg-type]  # fails inside redis-py's own code

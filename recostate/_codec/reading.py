@@ -39,6 +39,9 @@ __all__ = ["VersionReader"]
 
 T = TypeVar("T")
 
+# The last millisecond a UTC datetime can show (9999-12-31T23:59:59.999Z).
+_LATEST_MS = 253_402_300_799_999
+
 
 class VersionReader:
     """Reads stored versions back, for one store's settings.
@@ -102,10 +105,11 @@ class VersionReader:
             header = header_decoder.version.decode(parsed.header)
             # Metadata reads do not verify the checksum: a damaged timestamp
             # must still be an IntegrityError, not datetime's own error later.
-            header.updated_at  # noqa: B018
+            if header.updated_at_ms > _LATEST_MS:
+                raise ValueError("timestamp past what a datetime holds")
             chunked = parsed.kind == frames.KIND_MANIFEST
             compression = CODECS_BY_ID[header.codec_id if chunked else parsed.codec_id]
-        except (msgspec.DecodeError, ValueError, OverflowError, OSError, KeyError) as exc:
+        except (msgspec.DecodeError, ValueError, KeyError) as exc:
             raise IntegrityError(state_id, version, "unreadable frame header") from exc
         if chunked:
             stored = header.stored_bytes
@@ -285,7 +289,9 @@ class VersionReader:
         self, stored: StoredVersion, state_id: str, version: int, type_: Any = None
     ) -> tuple[Any, VersionInfo]:
         """Verify and decode a stored version, in a worker thread above ``offload_threshold``."""
-        size = len(stored.frame) + sum(len(piece) for piece in stored.pieces.values())
+        size = len(stored.frame)
+        if stored.pieces:
+            size += sum(map(len, stored.pieces.values()))
         if size >= self.offload_threshold:
             return await self._in_thread(self.decode_now, stored, state_id, version, type_)
         return self.decode_now(stored, state_id, version, type_)

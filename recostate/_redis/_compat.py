@@ -45,6 +45,7 @@ __all__ = [
     "reload_slot_map",
     "reload_slot_map_later",
     "semaphore_free",
+    "write_now",
 ]
 
 #: The installed redis-py, as numbers: ``(8, 2, 0)``.
@@ -123,6 +124,32 @@ def hiredis_reader(connection: AbstractConnection) -> hiredis.Reader | None:
         return None  # RESP3 has a boolean false that would read as "incomplete"
     reader = getattr(getattr(connection, "_parser", None), "_reader", None)
     return reader if isinstance(reader, hiredis.Reader) else None
+
+
+def write_now(connection: AbstractConnection, data: list[bytes] | bytes) -> bool:
+    """Hand ``data`` to an open connection's transport; ``True`` if none of it is left buffered.
+
+    ``connection._writer`` (an ``asyncio.StreamWriter``, the same attribute in
+    redis-py 5.0 to 8.x, set while the connection is open). redis-py's
+    ``send_packed_command`` wraps every write in ``asyncio.wait_for``, which
+    on Python 3.11 and older makes a task per call; a write that the socket
+    takes at once needs neither the task nor the wait. ``False``: nothing was
+    written (the connection is not open) or some of it waits in the buffer:
+    the caller then sends through ``send_packed_command`` (with nothing, to
+    wait for the buffer under the socket timeout), whose errors and
+    disconnects are redis-py's own.
+    """
+    writer = getattr(connection, "_writer", None)
+    if writer is None or not connection.is_connected:
+        return False
+    transport = writer.transport
+    if transport.is_closing():
+        return False
+    if isinstance(data, bytes):
+        writer.write(data)
+    else:
+        writer.writelines(data)
+    return transport.get_write_buffer_size() == 0  # type: ignore[no-any-return]
 
 
 def push_handler(connection: AbstractConnection) -> Any:

@@ -183,34 +183,30 @@ class Executor:
         size = _payload_bytes(args) if payload_bytes is None else payload_bytes
         client = self._client
         attempt = 0
-        loaded = False
+        unknown = False
         if client is not None and self._gate is None and not self._closed:
             # The common case, a standalone client already made: its first
             # attempt without the retry loop's closure and frames.
             try:
                 return await self._send_sized(client, command, size)
             except rexc.NoScriptError:
-                await self._load_then(client, script, keys)
-                loaded = True
+                unknown = True
             except Exception as exc:
                 attempt = await self._before_retry(exc, 0, script.name)
 
         async def operation(client: Any) -> Any:
-            nonlocal loaded
-            if loaded:
-                loaded = False
-                return await self._send_sized(client, command, size)
-            try:
-                return await self._send_sized(client, command, size)
-            except rexc.NoScriptError:
-                # A restarted or failed-over server lost its script cache.
-                await self._load_then(client, script, keys)
-                return await self._send_sized(client, command, size)
+            nonlocal unknown
+            if not unknown:
+                try:
+                    return await self._send_sized(client, command, size)
+                except rexc.NoScriptError:
+                    unknown = True
+            # A restarted or failed-over server lost its script cache.
+            await self._load(client, script, keys[0] if keys else None)
+            unknown = False
+            return await self._send_sized(client, command, size)
 
         return await self._call(operation, script.name, attempt)
-
-    async def _load_then(self, client: Any, script: Script, keys: Sequence[bytes]) -> None:
-        await self._load(client, script, keys[0] if keys else None)
 
     async def run_and_wait(
         self,

@@ -41,7 +41,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
 from recostate._redis._compat import INCOMPLETE as _INCOMPLETE
-from recostate._redis._compat import hiredis_reader, pool_connection, push_handler
+from recostate._redis._compat import hiredis_reader, pool_connection, push_handler, write_now
 
 __all__ = ["DEFAULT_LANES", "DEFAULT_MAX_BATCH", "DEFAULT_MAX_BATCH_BYTES", "AutoPipeline"]
 
@@ -246,10 +246,13 @@ class AutoPipeline:
     async def _round_trip(self, connection: AbstractConnection, batch: list[_Request]) -> None:
         self.batches += 1
         self.requests += len(batch)
-        await connection.send_packed_command(
-            [request.packed for request in batch] if len(batch) > 1 else batch[0].packed,
-            check_health=False,
-        )
+        packed = [request.packed for request in batch] if len(batch) > 1 else batch[0].packed
+        if not write_now(connection, packed):
+            # Not open yet (it connects), or the socket did not take it all:
+            # redis-py sends (or drains what waits) under its socket timeout.
+            await connection.send_packed_command(
+                [] if connection.is_connected else packed, check_health=False
+            )
         callbacks = self._callbacks
         reader = hiredis_reader(connection)
         for index, request in enumerate(batch):

@@ -121,10 +121,13 @@ class StateStorage:
         return [keys.member, self._tag_base, self._outside, *extra]
 
     async def _read(self, script: Script, keys: StateKeys, *extra: Arg) -> Any:
-        reply = await self._executor.run(script, keys.all, self._args(keys, extra))
+        # A read sends ids and numbers: only a long list of held pieces is
+        # worth counting (a request that large skips the automatic pipeline).
+        size = None if len(extra) > 64 else 0
+        reply = await self._executor.run(script, keys.all, self._args(keys, extra), size)
         if replies.is_legacy(reply):
             await self.upgrade(keys)
-            reply = await self._executor.run(script, keys.all, self._args(keys, extra))
+            reply = await self._executor.run(script, keys.all, self._args(keys, extra), size)
         return reply
 
     async def _write(self, script: Script, keys: StateKeys, *extra: Arg) -> tuple[Any, int | None]:
