@@ -664,7 +664,8 @@ class RedisStatePersistence:
             IntegrityError: the stored bytes fail their checksum or do not decode.
             SerializationError: the stored state is sound but does not match ``type``.
         """
-        return await self._load(state_id, version, type, True)
+        found: tuple[Any, StateMetadata] | None = await self._load(state_id, version, type, True)
+        return found
 
     async def _load(
         self, state_id: str, version: int | None, type_: Any, with_metadata: bool

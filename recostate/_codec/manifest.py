@@ -147,8 +147,8 @@ class ChunkPlan:
     """
 
     body: bytes
-    chunks: dict[bytes, memoryview]
-    nodes: dict[bytes, bytes]
+    chunks: dict[bytes, bytes | memoryview]
+    nodes: dict[bytes, bytes | memoryview]
 
     @property
     def refs(self) -> list[bytes]:
@@ -159,7 +159,7 @@ class ChunkPlan:
 def plan(raw: bytes, chunking: ChunkingParams, tree: TreeParams) -> ChunkPlan:
     """Cut ``raw`` (an encoded state) into chunks and build its manifest tree."""
     view = memoryview(raw)
-    chunks: dict[bytes, memoryview] = {}
+    chunks: dict[bytes, bytes | memoryview] = {}
     entries: list[bytes | tuple[bytes]] = []
     ref_count = 0
     for kind, start, end in split(raw, chunking):
@@ -179,7 +179,7 @@ def plan(raw: bytes, chunking: ChunkingParams, tree: TreeParams) -> ChunkPlan:
         # Every node holds at least two references and a level closes at
         # least one node, so each pass has fewer references than the last.
         ref_count = sum(1 for entry in entries if isinstance(entry, tuple))
-    nodes: dict[bytes, bytes] = {}
+    nodes: dict[bytes, bytes | memoryview] = {}
     for level in reversed(levels):
         nodes.update(level)
     return ChunkPlan(_body(entries), chunks, nodes)

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 
@@ -38,6 +39,8 @@ from recostate._signing import SigningKeys
 __all__ = ["VersionReader"]
 
 T = TypeVar("T")
+
+_MANIFEST_KIND = bytes([frames.KIND_MANIFEST])
 
 # The last millisecond a UTC datetime can show (9999-12-31T23:59:59.999Z).
 _LATEST_MS = 253_402_300_799_999
@@ -245,6 +248,7 @@ class VersionReader:
         if len(raw) != header.size_bytes or zlib.crc32(raw) != header.state_crc:
             raise IntegrityError(state_id, version, "the chunks do not make up the state")
         stored.chunks, stored.nodes = chunks, nodes
+        stored.raw, stored.body = raw, bytes(body)
         return raw
 
     def _dictionaries(self, stored: StoredVersion, state_id: str, version: int) -> Mapping[bytes, bytes]:
@@ -281,20 +285,59 @@ class VersionReader:
         else:
             dictionary = self.dictionary_contents(stored.dictionary, "", None)
             dictionary_id = self.dictionary_id(dictionary)
+        crc = 0
+        if stored.raw:
+            crc = self._info(self._layout(stored.frame, "", None), "", None, None).header.state_crc
         return KnownPieces(
-            sizes, dictionary_id, dictionary, dict(stored.chunks), dict(stored.nodes)
+            sizes,
+            dictionary_id,
+            dictionary,
+            dict(stored.chunks),
+            dict(stored.nodes),
+            stored.raw,
+            stored.body,
+            crc,
         )
 
     async def decode(
         self, stored: StoredVersion, state_id: str, version: int, type_: Any = None
     ) -> tuple[Any, VersionInfo]:
-        """Verify and decode a stored version, in a worker thread above ``offload_threshold``."""
+        """Verify and decode a stored version; a large one off the event loop's way.
+
+        From ``offload_threshold`` bytes (read, or of the state a chunked
+        version makes up with pieces the client held) the checks and the
+        assembly run in a worker thread; decoding into builtins then runs on
+        the loop in steps (:meth:`StateCodec.decode_steps`), since msgspec
+        holds the GIL wherever it decodes; decoding into a ``type_`` runs in
+        the thread, in one call.
+        """
         size = len(stored.frame)
         if stored.pieces:
             size += sum(map(len, stored.pieces.values()))
-        if size >= self.offload_threshold:
+        if size < self.offload_threshold and stored.frame[2:3] == _MANIFEST_KIND:
+            size = max(size, self._announced_size(stored.frame))
+        if size < self.offload_threshold:
+            return self.decode_now(stored, state_id, version, type_)
+        if type_ is not None:
             return await self._in_thread(self.decode_now, stored, state_id, version, type_)
-        return self.decode_now(stored, state_id, version, type_)
+        raw, info = await self._in_thread(self.unpack_now, stored, state_id, version)
+        steps = self.states.decode_steps(raw)
+        try:
+            while True:
+                next(steps)
+                await anyio.lowlevel.checkpoint()
+        except StopIteration as done:
+            return done.value, info
+        except UndecodableState as exc:
+            raise IntegrityError(state_id, version, "payload does not decode") from exc
+
+    def _announced_size(self, frame: bytes) -> int:
+        """Return the encoded state's size a version frame's header announces (0 if unreadable)."""
+        try:
+            parsed = frames.parse(frame, partial=True)
+            return header_decoder.version.decode(parsed.header).size_bytes
+        except (frames.FrameError, msgspec.DecodeError):
+            return 0  # the checks that follow report it
 
     async def _in_thread(self, func: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(func, *args)

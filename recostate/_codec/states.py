@@ -8,6 +8,7 @@ requested type. Nothing here pickles, and decoding never runs code.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import msgspec
@@ -15,7 +16,15 @@ import msgspec
 from recostate import _models as models
 from recostate._errors import PayloadTooLargeError, SerializationError
 
-__all__ = ["StateCodec", "UndecodableState"]
+__all__ = ["DECODE_STEP", "StateCodec", "UndecodableState"]
+
+#: About how many bytes of a large state :meth:`StateCodec.decode_steps` decodes per step.
+DECODE_STEP = 256 * 1024
+
+# A container's elements as undecoded views: msgspec finds where each ends
+# without building anything.
+_raw_map = msgspec.msgpack.Decoder(dict[Any, msgspec.Raw])
+_raw_list = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 
 class UndecodableState(ValueError):
@@ -52,6 +61,81 @@ class StateCodec:
                 type_, dec_hook=models.dec_hook
             )
         return decoder
+
+    def decode_steps(self, raw: bytes | memoryview) -> Generator[None, None, Any]:
+        """Decode ``raw`` into builtins in steps, yielding between them; the result is returned.
+
+        msgspec holds the GIL while it decodes, in a worker thread too, so a
+        large state decoded in one call stalls the event loop for as long.
+        Here a large map or array is split into its elements (``msgspec.Raw``
+        views, found without building anything) and they are decoded one
+        after another, recursively for large ones; a step ends after about
+        :data:`DECODE_STEP` bytes. The result equals :meth:`decode`'s.
+
+        Raises:
+            UndecodableState: ``raw`` is not msgpack.
+        """
+        budget = [DECODE_STEP]
+        try:
+            return (yield from self._steps(raw, budget))
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError, RecursionError) as exc:
+            raise UndecodableState("payload does not decode") from exc
+
+    def _steps(self, raw: bytes | memoryview, budget: list[int]) -> Generator[None, None, Any]:
+        size = len(raw)
+        kind = raw[0] if size >= DECODE_STEP else None
+        if kind is not None and (0x80 <= kind <= 0x8F or kind in (0xDE, 0xDF)):
+            out_map: dict[Any, Any] = {}
+            for key, value in _raw_map.decode(raw).items():
+                out_map[key] = yield from self._steps(memoryview(value), budget)
+            return out_map
+        if kind is not None and (0x90 <= kind <= 0x9F or kind in (0xDC, 0xDD)):
+            return (yield from self._list_steps(raw, kind, budget))
+        value = self._decoders[None].decode(raw)
+        yield from self._spent(size, budget)
+        return value
+
+    def _list_steps(
+        self, raw: bytes | memoryview, kind: int, budget: list[int]
+    ) -> Generator[None, None, list[Any]]:
+        # Runs of small elements are decoded together, as an array of their
+        # own (a 5-byte header before their bytes): one call per step.
+        view = memoryview(raw)
+        offset = 1 if kind <= 0x9F else 3 if kind == 0xDC else 5
+        out: list[Any] = []
+        run_start, run_count = offset, 0
+        for item in _raw_list.decode(raw):
+            length = len(memoryview(item))
+            if length >= DECODE_STEP:
+                out += self._run(view, run_start, offset, run_count)
+                yield from self._spent(offset - run_start, budget)
+                out.append((yield from self._steps(view[offset : offset + length], budget)))
+                offset += length
+                run_start, run_count = offset, 0
+                continue
+            offset += length
+            run_count += 1
+            if offset - run_start >= budget[0]:
+                out += self._run(view, run_start, offset, run_count)
+                yield from self._spent(offset - run_start, budget)
+                run_start, run_count = offset, 0
+        out += self._run(view, run_start, offset, run_count)
+        return out
+
+    def _run(self, view: memoryview, start: int, end: int, count: int) -> list[Any]:
+        if not count:
+            return []
+        decoded: list[Any] = self._decoders[None].decode(
+            b"".join((b"\xdd", count.to_bytes(4, "big"), view[start:end]))
+        )
+        return decoded
+
+    @staticmethod
+    def _spent(size: int, budget: list[int]) -> Generator[None, None, None]:
+        budget[0] -= size
+        if budget[0] <= 0:
+            budget[0] = DECODE_STEP
+            yield
 
     def decode(self, raw: bytes | memoryview, type_: Any = None) -> Any:
         """Return the state in ``raw``, as builtins or as a ``type_``.

@@ -29,6 +29,10 @@ class KnownPieces:
         chunks: chunk id -> its bytes, and ``nodes``: node id -> its manifest
             body, as this client read or wrote them (checked then), so a load
             need not fetch them again.
+        raw: the encoded state of the version those pieces make up (its
+            ``chunks`` and ``nodes`` are exactly that version's), with
+            ``body``, its manifest body, and ``state_crc``, its CRC-32: a save
+            of the very same bytes reuses its cut instead of cutting again.
     """
 
     sizes: dict[bytes, int] = field(default_factory=dict)
@@ -36,11 +40,22 @@ class KnownPieces:
     dictionary: bytes = b""
     chunks: dict[bytes, bytes | memoryview] = field(default_factory=dict)
     nodes: dict[bytes, bytes | memoryview] = field(default_factory=dict)
+    raw: bytes = b""
+    body: bytes = b""
+    state_crc: int = 0
 
     @property
     def held_bytes(self) -> int:
-        """How many bytes of pieces this holds."""
-        return sum(map(len, self.chunks.values())) + sum(map(len, self.nodes.values()))
+        """How many bytes of pieces (and of the encoded state) this holds."""
+        return (
+            sum(map(len, self.chunks.values()))
+            + sum(map(len, self.nodes.values()))
+            + len(self.raw)
+        )
+
+    def same_state(self, raw: bytes) -> bool:
+        """Tell whether ``raw`` is the encoded state these pieces make up."""
+        return bool(self.body) and len(self.raw) == len(raw) and self.raw == raw
 
 
 class VersionInfo(msgspec.Struct, frozen=True):
@@ -76,6 +91,7 @@ class EncodedVersion(msgspec.Struct):
             version (a new state's first dictionary), else ``b""``.
         chunks: for a chunked version, each chunk's bytes; ``nodes``: each node's body.
         sent_bytes: the bytes of frames this save sends.
+        raw: for a chunked version, the encoded state; ``body``: its manifest body.
     """
 
     frame: bytes
@@ -88,6 +104,8 @@ class EncodedVersion(msgspec.Struct):
     sent_bytes: int = 0
     chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
     nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
+    raw: bytes = b""
+    body: bytes = b""
 
 
 class StoredVersion(msgspec.Struct):
@@ -98,7 +116,8 @@ class StoredVersion(msgspec.Struct):
         pieces: piece id -> frame, the pieces it refers to that were read.
         dictionary: the state's dictionary frame, when it was read.
         held: what the client held already of the state (those pieces were not read).
-        chunks, nodes: filled by decoding: the contents of the version's pieces.
+        chunks, nodes: filled by decoding: the contents of the version's pieces;
+            ``raw`` and ``body``: the encoded state they make up, and its manifest body.
     """
 
     frame: bytes
@@ -107,3 +126,5 @@ class StoredVersion(msgspec.Struct):
     held: KnownPieces | None = None
     chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
     nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
+    raw: bytes = b""
+    body: bytes = b""

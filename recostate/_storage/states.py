@@ -218,6 +218,9 @@ class StateStorage:
                     version.dictionary,
                     version.chunks,
                     version.nodes,
+                    version.raw,
+                    version.body,
+                    version.info.header.state_crc,
                 ),
             )
         if not in_scripts:
