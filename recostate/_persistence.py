@@ -82,6 +82,9 @@ T = TypeVar("T")
 # A save whose pieces the server lacked, or whose dictionary was not the
 # state's, is sent again with what it learned; twice is always enough.
 _SAVE_ATTEMPTS = 3
+# A save by a client that knows nothing of a state's pieces first asks which
+# the server holds, when the state is cut into at least this many.
+_ASK_FROM_PIECES = 16
 
 
 def _utc(ms: int) -> datetime:
@@ -402,8 +405,20 @@ class RedisStatePersistence:
             meta = await self._write_once(keys, encoded, write_id, wanted, expected, ttl_ms)
         else:
 
+            asked = False
+
             async def encode(known: KnownPieces | None) -> EncodedVersion:
-                return await codec.encode(raw, header, keys.state_id, known)
+                nonlocal asked
+                if known is not None or asked or not codec.chunks(raw):
+                    return await codec.encode(raw, header, keys.state_id, known)
+                # This client knows nothing of the state's pieces: asking which
+                # it holds costs a round trip of ids; compressing and sending
+                # them all (then learning its dictionary) costs far more.
+                asked = True
+                cut = await codec.cut(raw)
+                if len(cut.chunks) + len(cut.nodes) >= _ASK_FROM_PIECES:
+                    known = await self._held(keys, cut.refs)
+                return await codec.encode(raw, header, keys.state_id, known, cut)
 
             meta = await self._write(
                 keys, encode, write_id=write_id, version=wanted, expected=expected, ttl_ms=ttl_ms
@@ -419,6 +434,19 @@ class RedisStatePersistence:
                 (time.perf_counter() - started) * 1000,
             )
         return meta
+
+    async def _held(self, keys: StateKeys, ids: list[bytes]) -> KnownPieces | None:
+        """What the server holds of these pieces of the state, and its dictionary."""
+        held = await self._storage.held(keys, ids)
+        contents = b""
+        if held.dictionary is not None:
+            with self._counting_integrity(keys.state_id):
+                contents = self._codec.dictionary_contents(held.dictionary, keys.state_id, None)
+            if self._codec.dictionary_id(contents) != held.dictionary_id:
+                contents = b""  # not what it claims: the save learns the real one if it matters
+        if not held.sizes and not contents:
+            return None
+        return KnownPieces(held.sizes, held.dictionary_id if contents else b"", contents)
 
     async def _write_once(
         self,

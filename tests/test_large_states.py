@@ -164,3 +164,23 @@ async def test_a_large_state_that_does_not_decode_is_an_integrity_error(
     await raw_redis.hset(key, b"1", frames.pack(frames.KIND_VERSION, 0, bytes(parsed.header), bad))
     with pytest.raises(IntegrityError, match="does not decode"):
         await make_store().load("whole")
+
+
+async def test_a_client_new_to_a_state_sends_only_the_pieces_the_server_lacks(
+    make_store: MakeStore,
+) -> None:
+    state = _big_state()
+    first: RedisStatePersistence = make_store()
+    await first.save("shared", state)
+    whole = (await first.get_stats())["store"]["bytes_stored"]
+    grown = {**state, "messages": [*state["messages"], {"role": "user", "content": "one more"}]}
+    newcomer: RedisStatePersistence = make_store()
+    meta = await newcomer.save("shared", grown)
+    sent = (await newcomer.get_stats())["store"]["bytes_stored"]
+    # It asked which pieces the state holds: far less than the whole state went out.
+    assert meta.version == 2 and sent < whole / 4
+    assert await make_store().load("shared") == grown
+    # A state it holds nothing of: every piece goes, once.
+    fresh_meta = await newcomer.save("other", state)
+    assert fresh_meta.version == 1
+    assert await first.load("other") == state

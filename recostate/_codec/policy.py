@@ -110,17 +110,33 @@ class Codec(VersionReader):
         header: VersionHeader,
         state_id: str,
         known: KnownPieces | None = None,
+        cut: ChunkPlan | None = None,
     ) -> EncodedVersion:
         """Return ``raw`` (an encoded state) as a version to send, with ``header``.
 
-        A chunked version sends only the pieces ``known`` does not list.
+        A chunked version sends only the pieces ``known`` does not list;
+        ``cut``: its chunks and manifest, when :meth:`cut` made them already.
         """
         if len(raw) >= self.offload_threshold:
-            return await self._in_thread(self.encode_now, raw, header, state_id, known)
-        return self.encode_now(raw, header, state_id, known)
+            return await self._in_thread(self.encode_now, raw, header, state_id, known, cut)
+        return self.encode_now(raw, header, state_id, known, cut)
+
+    async def cut(self, raw: bytes) -> ChunkPlan:
+        """Return a state's chunks and manifest (in a worker thread above ``offload_threshold``)."""
+        if len(raw) >= self.offload_threshold:
+            return await self._in_thread(self._plan, raw)
+        return self._plan(raw)
+
+    def _plan(self, raw: bytes) -> ChunkPlan:
+        return plan(raw, self.chunking or params_for(len(raw)), self.tree)
 
     def encode_now(
-        self, raw: bytes, header: VersionHeader, state_id: str, known: KnownPieces | None = None
+        self,
+        raw: bytes,
+        header: VersionHeader,
+        state_id: str,
+        known: KnownPieces | None = None,
+        cut: ChunkPlan | None = None,
     ) -> EncodedVersion:
         """:meth:`encode` on the calling thread."""
         if not self.chunks(raw):
@@ -130,8 +146,7 @@ class Codec(VersionReader):
             # checksum stand (cutting is most of a large save's client time).
             same = ChunkPlan(known.body, known.chunks, known.nodes)
             return self._chunked(same, raw, header, state_id, known, known.state_crc)
-        chunking = self.chunking or params_for(len(raw))
-        return self._chunked(plan(raw, chunking, self.tree), raw, header, state_id, known)
+        return self._chunked(cut or self._plan(raw), raw, header, state_id, known)
 
     def _whole(self, raw: bytes, header: VersionHeader, state_id: str) -> EncodedVersion:
         codec, payload = (

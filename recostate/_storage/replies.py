@@ -18,6 +18,7 @@ __all__ = [
     "Conflict",
     "DictionaryMismatch",
     "Header",
+    "Held",
     "Inventory",
     "Loaded",
     "PiecesMissing",
@@ -28,6 +29,7 @@ __all__ = [
     "is_legacy",
     "parse_frame",
     "parse_header",
+    "parse_held",
     "parse_inventory",
     "parse_load",
     "parse_save",
@@ -110,6 +112,20 @@ class StateInfo(msgspec.Struct):
     versions: list[int]
 
 
+class Held(msgspec.Struct):
+    """Which of the pieces asked about a state holds, and its dictionary.
+
+    Attributes:
+        sizes: piece id -> its stored size, for the pieces held.
+        dictionary_id: the state's dictionary id (``b""``: none).
+        dictionary: that dictionary's frame, or ``None``.
+    """
+
+    sizes: dict[bytes, int]
+    dictionary_id: bytes
+    dictionary: bytes | None
+
+
 class StoredPiece(msgspec.Struct):
     """One stored piece with its reference count."""
 
@@ -161,6 +177,12 @@ def parse_load(reply: Any) -> Loaded | None:
         _int(reply[1]),
         StoredVersion(reply[2], pieces, reply[3] or None),
     )
+
+
+def parse_held(reply: Any, ids: list[bytes]) -> Held:
+    """Read the held script's reply to a question about ``ids``."""
+    sizes = {ident: int(size) for ident, size in zip(ids, reply[2:]) if int(size) > 0}
+    return Held(sizes, reply[0] or b"", reply[1] or None)
 
 
 def parse_frame(reply: Any) -> VersionFrame | None:

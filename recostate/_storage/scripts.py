@@ -29,6 +29,7 @@ __all__ = [
     "DELETE_VERSION",
     "FORMAT",
     "FRAME",
+    "HELD",
     "LOAD",
     "METADATA",
     "PIECES",
@@ -175,5 +176,6 @@ DELETE: Final = _state_script("delete")
 TOUCH: Final = _state_script("touch")
 READ_STATE: Final = _state_script("read_state")
 PIECES: Final = _state_script("pieces")
+HELD: Final = _state_script("held")
 UPGRADE: Final = _state_script("upgrade")
 TAG_MEMBERS: Final = Script("tag_members", assemble(_prelude(), _source("tag_members")))

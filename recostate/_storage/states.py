@@ -275,6 +275,11 @@ class StateStorage:
             loaded.stored.held = held
         return loaded
 
+    async def held(self, keys: StateKeys, ids: list[bytes]) -> replies.Held:
+        """Ask which of the pieces ``ids`` the state holds (and its dictionary), reading none."""
+        reply = await self._executor.run(scripts.HELD, keys.all, self._args(keys, ids), 16 * len(ids))
+        return replies.parse_held(reply, ids)
+
     def remember(self, keys: StateKeys, known: KnownPieces) -> None:
         """Record what a successful load showed the server holds for the state."""
         self.pieces.remember(keys.state_id, known)
