@@ -436,7 +436,7 @@ class RedisStatePersistence:
         return meta
 
     async def _held(self, keys: StateKeys, ids: list[bytes]) -> KnownPieces | None:
-        """What the server holds of these pieces of the state, and its dictionary."""
+        """Return what the server holds of these pieces of the state, and its dictionary."""
         held = await self._storage.held(keys, ids)
         contents = b""
         if held.dictionary is not None:

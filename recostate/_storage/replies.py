@@ -181,7 +181,7 @@ def parse_load(reply: Any) -> Loaded | None:
 
 def parse_held(reply: Any, ids: list[bytes]) -> Held:
     """Read the held script's reply to a question about ``ids``."""
-    sizes = {ident: int(size) for ident, size in zip(ids, reply[2:]) if int(size) > 0}
+    sizes = {ident: int(size) for ident, size in zip(ids, reply[2:], strict=True) if int(size) > 0}
     return Held(sizes, reply[0] or b"", reply[1] or None)
 
 
