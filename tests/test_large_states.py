@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from recostate import IntegrityError, RedisStatePersistence
 from recostate._codec import frame as frames
 from recostate._codec import policy
+from recostate._codec.reading import DECODE_IN_STEPS_FROM
 from recostate._codec.states import DECODE_STEP, StateCodec, UndecodableState
 from recostate._storage.scripts import assemble
 
@@ -32,7 +33,7 @@ def _run(steps: Generator[None, None, Any]) -> tuple[Any, int]:
         return done.value, pauses
 
 
-def _big_state(messages: int = 3000) -> dict[Any, Any]:
+def _big_state(messages: int = 8000) -> dict[Any, Any]:
     return {
         "session": "s-1",
         "step": 7,
@@ -51,6 +52,7 @@ def test_decoding_in_steps_gives_what_one_call_gives_and_pauses_between_steps() 
     codec = StateCodec(1 << 30)
     state = _big_state()
     raw = msgspec.msgpack.encode(state)
+    assert len(raw) >= DECODE_IN_STEPS_FROM  # what the store decodes in steps
     value, pauses = _run(codec.decode_steps(raw))
     assert value == codec.decode(raw) == state
     # About one pause per step's worth of bytes: the loop gets its turns.
@@ -153,7 +155,7 @@ async def test_a_large_state_that_does_not_decode_is_an_integrity_error(
     make_store: MakeStore, raw_redis: Any
 ) -> None:
     store: RedisStatePersistence = make_store(chunk_threshold=None)
-    state = {"items": ["x" * 100 + str(i) for i in range(20_000)]}
+    state = {"items": ["x" * 100 + str(i) for i in range(30_000)]}
     await store.save("whole", state)
     key = store.storage.keys("whole").all[2]
     parsed = frames.parse(await raw_redis.hget(key, b"1"))

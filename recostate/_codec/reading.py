@@ -42,6 +42,10 @@ T = TypeVar("T")
 
 _MANIFEST_KIND = bytes([frames.KIND_MANIFEST])
 
+#: Encoded states from this size on are decoded into builtins in steps on the
+#: event loop; a smaller one is decoded in one call (a few milliseconds at most).
+DECODE_IN_STEPS_FROM = 2 * 1024 * 1024
+
 # The last millisecond a UTC datetime can show (9999-12-31T23:59:59.999Z).
 _LATEST_MS = 253_402_300_799_999
 
@@ -149,10 +153,7 @@ class VersionReader:
     ) -> tuple[Any, VersionInfo]:
         """Verify and decode a stored version; ``IntegrityError`` on any corruption."""
         raw, info = self.unpack_now(stored, state_id, version)
-        try:
-            return self.states.decode(raw, type_), info
-        except UndecodableState as exc:
-            raise IntegrityError(state_id, version, "payload does not decode") from exc
+        return self._decoded(raw, info, state_id, version, type_)
 
     def unpack_now(
         self, stored: StoredVersion, state_id: str, version: int
@@ -304,23 +305,36 @@ class VersionReader:
     ) -> tuple[Any, VersionInfo]:
         """Verify and decode a stored version; a large one off the event loop's way.
 
-        From ``offload_threshold`` bytes (read, or of the state a chunked
-        version makes up with pieces the client held) the checks and the
-        assembly run in a worker thread; decoding into builtins then runs on
-        the loop in steps (:meth:`StateCodec.decode_steps`), since msgspec
-        holds the GIL wherever it decodes; decoding into a ``type_`` runs in
-        the thread, in one call.
+        From ``offload_threshold`` bytes read, or a state of at least
+        :data:`DECODE_IN_STEPS_FROM` bytes, the checks, decompression and
+        assembly run in a worker thread (a load that read a small manifest of
+        a mid-sized state the client holds assembles on the loop: copies and
+        a checksum, quicker than the hop to a thread). Decoding goes by the size of
+        the state: from ``offload_threshold`` on, into a ``type_`` in the
+        thread; into builtins from :data:`DECODE_IN_STEPS_FROM` on, on the
+        loop in steps (:meth:`StateCodec.decode_steps`), since msgspec holds
+        the GIL wherever it decodes.
         """
         size = len(stored.frame)
         if stored.pieces:
             size += sum(map(len, stored.pieces.values()))
-        if size < self.offload_threshold and stored.frame[2:3] == _MANIFEST_KIND:
-            size = max(size, self._announced_size(stored.frame))
-        if size < self.offload_threshold:
-            return self.decode_now(stored, state_id, version, type_)
-        if type_ is not None:
-            return await self._in_thread(self.decode_now, stored, state_id, version, type_)
-        raw, info = await self._in_thread(self.unpack_now, stored, state_id, version)
+        if (
+            size < self.offload_threshold
+            and stored.frame[2:3] == _MANIFEST_KIND
+            and self._announced_size(stored.frame) >= DECODE_IN_STEPS_FROM
+        ):
+            # Few bytes read, but they make up a large state (its pieces held).
+            size = self.offload_threshold
+        if size >= self.offload_threshold:
+            if type_ is not None:
+                return await self._in_thread(self.decode_now, stored, state_id, version, type_)
+            raw, info = await self._in_thread(self.unpack_now, stored, state_id, version)
+        else:
+            raw, info = self.unpack_now(stored, state_id, version)
+            if type_ is not None and len(raw) >= self.offload_threshold:
+                return await self._in_thread(self._decoded, raw, info, state_id, version, type_)
+        if type_ is not None or len(raw) < DECODE_IN_STEPS_FROM:
+            return self._decoded(raw, info, state_id, version, type_)
         steps = self.states.decode_steps(raw)
         try:
             while True:
@@ -328,6 +342,14 @@ class VersionReader:
                 await anyio.lowlevel.checkpoint()
         except StopIteration as done:
             return done.value, info
+        except UndecodableState as exc:
+            raise IntegrityError(state_id, version, "payload does not decode") from exc
+
+    def _decoded(
+        self, raw: bytes, info: VersionInfo, state_id: str, version: int, type_: Any
+    ) -> tuple[Any, VersionInfo]:
+        try:
+            return self.states.decode(raw, type_), info
         except UndecodableState as exc:
             raise IntegrityError(state_id, version, "payload does not decode") from exc
 

@@ -8,7 +8,9 @@ requested type. Nothing here pickles, and decoding never runs code.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Generator
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -99,27 +101,26 @@ class StateCodec:
         self, raw: bytes | memoryview, kind: int, budget: list[int]
     ) -> Generator[None, None, list[Any]]:
         # Runs of small elements are decoded together, as an array of their
-        # own (a 5-byte header before their bytes): one call per step.
+        # own (a 5-byte header before their bytes): one call per step. The
+        # elements' sizes come from msgspec at C speed; Python loops over
+        # runs and large elements only.
         view = memoryview(raw)
-        offset = 1 if kind <= 0x9F else 3 if kind == 0xDC else 5
+        items = _raw_list.decode(raw)
+        ends = list(accumulate(map(len, items), initial=1 if kind <= 0x9F else 3 if kind == 0xDC else 5))
         out: list[Any] = []
-        run_start, run_count = offset, 0
-        for item in _raw_list.decode(raw):
-            length = len(memoryview(item))
-            if length >= DECODE_STEP:
-                out += self._run(view, run_start, offset, run_count)
-                yield from self._spent(offset - run_start, budget)
-                out.append((yield from self._steps(view[offset : offset + length], budget)))
-                offset += length
-                run_start, run_count = offset, 0
+        first = 0  # the first element of the current run
+        while first < len(items):
+            room = max(1, budget[0])
+            # The elements from ``first`` that fit in what is left of the step.
+            last = min(len(items), bisect_right(ends, ends[first] + room, first + 1) - 1)
+            if last > first:
+                out += self._run(view, ends[first], ends[last], last - first)
+                yield from self._spent(ends[last] - ends[first], budget)
+                first = last
                 continue
-            offset += length
-            run_count += 1
-            if offset - run_start >= budget[0]:
-                out += self._run(view, run_start, offset, run_count)
-                yield from self._spent(offset - run_start, budget)
-                run_start, run_count = offset, 0
-        out += self._run(view, run_start, offset, run_count)
+            # One element alone: large (opened in turn) or larger than what is left of the step.
+            out.append((yield from self._steps(view[ends[first] : ends[first + 1]], budget)))
+            first += 1
         return out
 
     def _run(self, view: memoryview, start: int, end: int, count: int) -> list[Any]:
