@@ -30,7 +30,7 @@ __all__ = [
     "FRAME",
     "LOAD",
     "METADATA",
-    "PIECES",
+    "INVENTORY",
     "PRUNE",
     "READ_STATE",
     "SAVE",
@@ -114,6 +114,6 @@ PRUNE: Final = _state_script("prune")
 DELETE: Final = _state_script("delete")
 TOUCH: Final = _state_script("touch")
 READ_STATE: Final = _state_script("read_state")
-PIECES: Final = _state_script("pieces")
+INVENTORY: Final = _state_script("inventory")
 UPGRADE: Final = _state_script("upgrade")
 TAG_MEMBERS: Final = Script("tag_members", _prelude() + _source("tag_members"))

@@ -280,7 +280,7 @@ class StateStorage:
 
     async def inventory(self, keys: StateKeys) -> replies.Inventory:
         """Read every version frame and every piece of the state, with reference counts."""
-        return replies.parse_inventory(await self._read(scripts.PIECES, keys))
+        return replies.parse_inventory(await self._read(scripts.INVENTORY, keys))
 
     async def exists(self, keys: StateKeys) -> bool:
         """Tell whether the state has a state hash (at least one version)."""
