@@ -190,3 +190,23 @@ async def test_a_signed_store_checks_every_chunk_against_the_signed_manifest(
     )
     with pytest.raises(IntegrityError):
         await make_store(signing_key=key).load("s")
+
+
+async def test_a_large_state_read_in_two_steps_is_whole_or_an_integrity_error(
+    make_store: MakeStore, raw_redis: aioredis.Redis | RedisCluster, key_prefix: str
+) -> None:
+    """Past a few dozen chunks, a load names them and reads them with one HMGET."""
+    writer = make_store()
+    state = agent_state(120)
+    await writer.save("big", state)
+    assert await make_store().load("big") == state
+    pieces_key = state_keys(key_prefix, "big").all[3]
+    fields: dict[Any, Any] = await raw_redis.hgetall(pieces_key)
+    chunk = next(f for f, v in fields.items() if len(f) == 16 and v[2] == 3)
+    await raw_redis.hdel(pieces_key, chunk)
+    with pytest.raises(IntegrityError, match="missing"):
+        await make_store().load("big")
+    # The writer holds every chunk itself, so it still reads the state...
+    assert await writer.load("big") == state
+    # ...and verify names the hole.
+    assert any("missing" in problem for problem in await raw.check_pieces(writer, "big"))
