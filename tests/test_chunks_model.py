@@ -163,7 +163,7 @@ def run_model(server: ServerHandle, prefix: str) -> None:
             self.loop.close()
 
     try:
-        run_state_machine_as_test(  # type: ignore[no-untyped-call]
+        run_state_machine_as_test(  # type: ignore[no-untyped-call,unused-ignore]
             HistoryOfOneState,
             settings=settings(
                 max_examples=12,
