@@ -31,7 +31,7 @@ from recostate._errors import (
 from recostate._persistence import RedisStatePersistence
 from recostate._types import DEFAULT, CompressionType, StateMetadata
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # A library never configures logging; the application decides where records go.
 logging.getLogger("recostate").addHandler(logging.NullHandler())

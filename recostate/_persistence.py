@@ -149,7 +149,7 @@ class RedisStatePersistence:
             (the write was applied on the primary). Not with ``cluster=True``.
         wait_timeout: seconds a write waits for its replicas; keep it under
             ``socket_timeout``.
-        chunk_threshold: encoded states of at least this many bytes (8 KiB by
+        chunk_threshold: encoded states of at least this many bytes (4 KiB by
             default) are stored as content-defined chunks that the versions of
             a state share, so a growing state's history costs little more than
             its newest version and a save sends only what changed; ``None``

@@ -520,3 +520,79 @@ def test_a_server_wanting_a_password_says_how_to_give_it() -> None:
     assert wrong.returncode == 1 and "refused the login" in wrong.stderr
     assert "wrong" not in wrong.stderr  # the password is masked
     assert right.returncode == 0 and right.stdout == ""
+
+
+def chunked_state(steps: int) -> dict[str, Any]:
+    return {"step": steps, "log": [f"entry {i}: " + "detail " * 150 for i in range(steps)]}
+
+
+def test_export_and_import_copy_chunked_states_byte_for_byte(
+    server: EmbeddedRedis, other_server: EmbeddedRedis, prefix: str, tmp_path: Path
+) -> None:
+    seed(server.url, prefix, *[("grown", chunked_state(n), {"ttl": 900}) for n in range(2, 30)])
+    backup = tmp_path / "chunked.jsonl"
+    assert run(server, prefix, "export", "-o", str(backup)).exit_code == 0
+    lines = [json.loads(line) for line in backup.read_text().splitlines()[1:]]
+    # Each piece travels once, with the first version that needs it.
+    carried = [ident for line in lines for ident in line.get("pieces", {})]
+    assert carried and len(carried) == len(set(carried))
+    assert sum("dictionary" in line for line in lines) == 1
+    imported = run(other_server, prefix, "import", str(backup))
+    assert imported.exit_code == 0, imported.output
+
+    def stored(url: str) -> dict[bytes, Any]:
+        client = redis.Redis.from_url(url)
+        try:
+            out: dict[bytes, Any] = {}
+            for key in client.scan_iter(match=f"{prefix}*"):
+                if b"}:c:" in key or b"}:v:" in key:
+                    out[key] = client.hgetall(key)
+            return out
+        finally:
+            client.close()
+
+    # Every version frame, chunk, node and the dictionary, bit for bit.
+    assert stored(other_server.url) == stored(server.url)
+    assert run(other_server, prefix, "verify").exit_code == 0
+    assert 0 < state_ttl(other_server.url, prefix, "grown") <= 900_000
+
+
+def commands_during(url: str, work: Any) -> list[str]:
+    """The commands the server ran while ``work()`` ran (MONITOR), scripts' own included."""
+    client = redis.Redis.from_url(url)
+    seen: list[str] = []
+    try:
+        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
+            work()
+            client.set("monitor-end-marker", 1)
+            for event in monitor.listen():
+                command = str(event["command"])
+                if "monitor-end-marker" in command:
+                    break
+                seen.append(command.split(" ", 1)[0].upper())
+    finally:
+        client.delete("monitor-end-marker")
+        client.close()
+    return seen
+
+
+def test_rollback_and_import_apply_the_expiry_in_the_same_write(
+    server: EmbeddedRedis, prefix: str, tmp_path: Path
+) -> None:
+    """No moment when a state that expires has no expiry: no PERSIST, no later touch."""
+    seed(server.url, prefix, ("s", {"v": 1}, {"ttl": 900}), ("s", {"v": 2}, {"ttl": 900}))
+    rolled = commands_during(server.url, lambda: run(server, prefix, "rollback", "s", "1"))
+    assert "EVALSHA" in rolled and "PEXPIRE" in rolled
+    assert "PERSIST" not in rolled
+    assert 0 < state_ttl(server.url, prefix, "s") <= 900_000
+    backup = tmp_path / "ttl.jsonl"
+    assert run(server, prefix, "export", "-o", str(backup)).exit_code == 0
+    copy = f"{prefix}-copy"
+    imported = commands_during(server.url, lambda: run(server, copy, "import", str(backup)))
+    assert "PERSIST" not in imported
+    # Each script that wrote a version set the expiry in the same call.
+    calls = " ".join(imported).split("EVALSHA")
+    writes = [call for call in calls if " HSET " in f" {call} "]
+    assert len(writes) == 3
+    assert all(" PEXPIRE " in f" {call} " for call in writes), writes
+    assert 0 < state_ttl(server.url, copy, "s") <= 900_000

@@ -374,10 +374,13 @@ async def test_wait_for_replicas_reports_a_missing_replica(
     (replica,) = cluster.replicas_of(primary)
     await anyio.to_thread.run_sync(cluster.kill, replica.port)
     with pytest.raises(ReplicationError) as info:
-        await store.save(state_id, 2)
+        await store.save(state_id, 2, tags=["replicated"])
     assert (info.value.required, info.value.acknowledged, info.value.version) == (1, 0, 2)
-    # The write was applied on the primary, as the error says.
+    # The write was applied on the primary, as the error says, and counted as
+    # one, with its tag membership kept up after it like any other save's.
     assert await store.load(state_id) == 2
+    assert (await store.get_stats())["store"]["saves"] == 2
+    assert await store.list_states(tag="replicated") == [state_id]
 
 
 async def test_concurrent_calls_are_pipelined_per_node(

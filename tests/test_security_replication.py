@@ -117,6 +117,8 @@ async def test_too_few_replicas_raise_replication_error_after_applying(pair: Pai
         assert isinstance(error, StoreUnavailableError)
         assert (error.required, error.acknowledged, error.version) == (2, 1, 1)
         assert error.state_id == "few"
+        # An applied write is counted, like any other.
+        assert (await store.get_stats())["store"]["saves"] == 1
         # Applied on the primary (and here on the one replica), exactly once.
         plain = RedisStatePersistence(pair.primary.url, key_prefix="repl")
         try:

@@ -46,6 +46,7 @@ __all__ = [
     "TreeParams",
     "body_refs",
     "expand",
+    "is_node_id",
     "piece_id",
     "plan",
     "refs_of_frame",
@@ -79,10 +80,23 @@ class TreeParams:
 
 
 def piece_id(tag: bytes, contents: bytes | memoryview) -> bytes:
-    """Return the id of a piece: SHA-256 over its kind tag and contents, first 16 bytes."""
+    """Return the id of a piece: SHA-256 over its kind tag and contents, first 16 bytes.
+
+    The first bit says what the piece is: set for a manifest node, clear for
+    anything else. So a script that walks a manifest knows which ids are
+    nodes (to read and walk further) without reading the chunks.
+    """
     digest = hashlib.sha256(tag)
     digest.update(contents)
-    return digest.digest()[:ID_SIZE]
+    ident = digest.digest()[:ID_SIZE]
+    if tag == NODE_TAG:
+        return bytes((ident[0] | 0x80,)) + ident[1:]
+    return bytes((ident[0] & 0x7F,)) + ident[1:]
+
+
+def is_node_id(ident: bytes) -> bool:
+    """Tell whether a piece id names a manifest node (see :func:`piece_id`)."""
+    return ident[0] >= 0x80
 
 
 def _body(entries: Sequence[bytes | tuple[bytes]]) -> bytes:
@@ -209,7 +223,8 @@ def _group(
         current.append(entry)
         if isinstance(entry, tuple):
             held += 1
-            if held >= most or (held >= 2 and int.from_bytes(entry[0][:4], "big") < bar):
+            # Bytes 4..8 of the id: the first byte also says the piece's kind.
+            if held >= most or (held >= 2 and int.from_bytes(entry[0][4:8], "big") < bar):
                 grouped.append(_close(current, level))
                 current, held = [], 0
     if current and not level:

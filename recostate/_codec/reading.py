@@ -233,7 +233,13 @@ class VersionReader:
         fresh = [ident for ident in chunk_ids if ident not in held.chunks]
         try:
             chunks: dict[bytes, bytes | memoryview] = dict(
-                unpack_chunks(pieces, fresh, self._dictionaries(stored, state_id, version), merkle)
+                unpack_chunks(
+                    pieces,
+                    fresh,
+                    self._dictionaries(stored, state_id, version),
+                    check_ids=merkle,
+                    check_crc=False,
+                )
             )
         except ChunkError as exc:
             raise IntegrityError(state_id, version, str(exc)) from exc
@@ -257,6 +263,7 @@ class VersionReader:
             held = stored.held
             return {held.dictionary_id: held.dictionary} if held and held.dictionary_id else {}
         contents = self.dictionary_contents(stored.dictionary, state_id, version)
+        stored.dictionary_contents = contents
         return {piece_id(DICTIONARY_TAG, contents): contents}
 
     def dictionary_contents(self, data: bytes, state_id: str, version: int | None) -> bytes:
@@ -284,7 +291,9 @@ class VersionReader:
         if stored.dictionary is None:
             dictionary_id, dictionary = held.dictionary_id, held.dictionary
         else:
-            dictionary = self.dictionary_contents(stored.dictionary, "", None)
+            dictionary = stored.dictionary_contents or self.dictionary_contents(
+                stored.dictionary, "", None
+            )
             dictionary_id = self.dictionary_id(dictionary)
         crc = 0
         if stored.raw:

@@ -116,7 +116,8 @@ class StoredVersion(msgspec.Struct):
         pieces: piece id -> frame, the pieces it refers to that were read.
         dictionary: the state's dictionary frame, when it was read.
         held: what the client held already of the state (those pieces were not read).
-        chunks, nodes: filled by decoding: the contents of the version's pieces;
+        chunks, nodes, dictionary_contents: filled by decoding: the contents
+            of the version's pieces and of the dictionary they were compressed with;
             ``raw`` and ``body``: the encoded state they make up, and its manifest body.
     """
 
@@ -126,5 +127,6 @@ class StoredVersion(msgspec.Struct):
     held: KnownPieces | None = None
     chunks: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
     nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
+    dictionary_contents: bytes = b""
     raw: bytes = b""
     body: bytes = b""

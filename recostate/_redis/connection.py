@@ -31,7 +31,6 @@ from redis.backoff import NoBackoff
 
 from recostate._errors import ConfigurationError
 from recostate._redis._compat import pool_use
-from recostate._redis.cluster import cluster_pool_figures
 from recostate._redis.sentinel import (
     SENTINEL_OPTIONS,
     is_sentinel_url,
@@ -212,10 +211,8 @@ def open_client(url: str, options: Mapping[str, Any], *, cluster: bool) -> AnyRe
     return Redis.from_pool(pool)
 
 
-def pool_figures(client: AnyRedis) -> dict[str, Any]:
-    """Return the connection pool's size and use, as plain ints."""
-    if isinstance(client, RedisCluster):
-        return cluster_pool_figures(client, None)
+def pool_figures(client: Redis) -> dict[str, Any]:
+    """Return a standalone client's pool size and use, as plain ints (a cluster's: ``cluster.py``)."""
     pool = client.connection_pool
     in_use, idle = pool_use(pool)
     return {

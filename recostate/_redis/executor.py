@@ -104,11 +104,6 @@ class Executor:
         """Whether :meth:`aclose` has been called."""
         return self._closed
 
-    @property
-    def is_cluster(self) -> bool:
-        """Whether the client talks to a Redis Cluster (known once created)."""
-        return isinstance(self._get_client(), RedisCluster)
-
     def _get_client(self) -> AnyRedis:
         if self._closed:
             raise StoreClosedError("this store has been closed")

@@ -80,11 +80,19 @@ class Saved(msgspec.Struct):
 
 
 class Loaded(msgspec.Struct):
-    """A version as read for decoding."""
+    """A version as read for decoding.
+
+    Attributes:
+        version: its number.
+        created_ms: when the state's first version was written.
+        stored: its frame and the pieces read.
+        to_fetch: ids of chunks the script left for a plain ``HMGET``.
+    """
 
     version: int
     created_ms: int | None
     stored: StoredVersion
+    to_fetch: list[bytes] = msgspec.field(default_factory=list)
 
 
 class VersionFrame(msgspec.Struct):
@@ -171,11 +179,12 @@ def parse_load(reply: Any) -> Loaded | None:
     """Read the load script's reply (``None``: no such state or version)."""
     if not reply:
         return None
-    pieces = {reply[i]: reply[i + 1] for i in range(4, len(reply), 2) if reply[i + 1]}
+    pieces = {reply[i]: reply[i + 1] for i in range(5, len(reply), 2) if reply[i + 1]}
     return Loaded(
         int(reply[0]),
         _int(reply[1]),
         StoredVersion(reply[2], pieces, reply[3] or None),
+        list(reply[4] or ()),
     )
 
 

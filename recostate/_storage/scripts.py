@@ -32,7 +32,7 @@ __all__ = [
     "HELD",
     "LOAD",
     "METADATA",
-    "PIECES",
+    "INVENTORY",
     "PRUNE",
     "READ_STATE",
     "SAVE",
@@ -175,7 +175,7 @@ PRUNE: Final = _state_script("prune")
 DELETE: Final = _state_script("delete")
 TOUCH: Final = _state_script("touch")
 READ_STATE: Final = _state_script("read_state")
-PIECES: Final = _state_script("pieces")
+INVENTORY: Final = _state_script("inventory")
 HELD: Final = _state_script("held")
 UPGRADE: Final = _state_script("upgrade")
 TAG_MEMBERS: Final = Script("tag_members", assemble(_prelude(), _source("tag_members")))

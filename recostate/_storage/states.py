@@ -40,6 +40,9 @@ logger = logging.getLogger("recostate.storage")
 #: ``ttl_ms`` for a write that keeps the state's remaining time to live.
 KEEP_TTL = "keep"
 
+# A load's reply carries at most this many chunks; more are read with HMGET.
+_INLINE_CHUNKS = 32
+
 Arg = bytes | str | int
 
 
@@ -260,20 +263,34 @@ class StateStorage:
 
         ``held``: what the client holds of the state: those pieces (and the
         dictionary) are not sent, and the reply's ``stored.held`` is ``held``.
+        When many chunks are needed the script names them and they are read
+        with a plain ``HMGET`` (a second round trip, far cheaper for the
+        server than copying them through Lua); if a concurrent trim took some
+        in between, the whole read is made again, once.
         """
         skip: list[Arg] = []
         dictionary_id = b""
         if held is not None:
             skip = [*held.nodes, *held.chunks]
             dictionary_id = held.dictionary_id
-        loaded = replies.parse_load(
-            await self._read(
-                scripts.LOAD, keys, "" if version is None else version, dictionary_id, *skip
-            )
-        )
-        if loaded is not None:
+        asked: list[Arg] = ["" if version is None else version, dictionary_id, _INLINE_CHUNKS, *skip]
+        for attempt in range(2):
+            loaded = replies.parse_load(await self._read(scripts.LOAD, keys, *asked))
+            if loaded is None:
+                return None
             loaded.stored.held = held
-        return loaded
+            if not loaded.to_fetch:
+                return loaded
+            found = await self._executor.command("HMGET", keys.all[3], *loaded.to_fetch)
+            missing = False
+            for ident, data in zip(loaded.to_fetch, found, strict=True):
+                if data is None:
+                    missing = True
+                else:
+                    loaded.stored.pieces[ident] = data
+            if not missing or attempt:
+                return loaded  # a piece still missing is the codec's IntegrityError
+        return None  # unreachable: the loop returns
 
     async def held(self, keys: StateKeys, ids: list[bytes]) -> replies.Held:
         """Ask which of the pieces ``ids`` the state holds (and its dictionary), reading none."""
@@ -304,7 +321,7 @@ class StateStorage:
 
     async def inventory(self, keys: StateKeys) -> replies.Inventory:
         """Read every version frame and every piece of the state, with reference counts."""
-        return replies.parse_inventory(await self._read(scripts.PIECES, keys))
+        return replies.parse_inventory(await self._read(scripts.INVENTORY, keys))
 
     async def exists(self, keys: StateKeys) -> bool:
         """Tell whether the state has a state hash (at least one version)."""

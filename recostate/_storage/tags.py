@@ -52,7 +52,7 @@ class RecentIds:
 
     __slots__ = ("_ids", "_limit")
 
-    def __init__(self, limit: int = 65536) -> None:
+    def __init__(self, limit: int = 16384) -> None:
         self._ids: OrderedDict[bytes, None] = OrderedDict()
         self._limit = limit
 

@@ -1,5 +1,6 @@
-"""Commands that check and copy every stored version: ``verify``, ``export``, ``import``.
+"""Commands that check, copy and upgrade every stored version.
 
+``verify``, ``export``, ``import`` and ``migrate``.
 The export format and the frame copying behind ``export`` and ``import``
 are :mod:`recostate.cli.transfer`.
 """
@@ -26,9 +27,12 @@ __all__ = ["COMMANDS"]
 @progress_option
 @store_command
 async def verify(session: Session, tag: str | None, progress: bool | None) -> int:
-    """Read every stored version and check its checksum; exit 1 if any fails.
+    """Read every stored version and every chunk, and check them; exit 1 if any fails.
 
-    Each damaged version is printed on its own line; a summary follows.
+    Each version is loaded and checked (its checksum or signature, every
+    chunk, the whole state); each state's chunks are checked one by one, with
+    their reference counts (none orphaned, none missing). Each problem is
+    printed on its own line; a summary follows.
     """
     store = session.store
     ids = sorted(await store.list_states(tag=tag))
@@ -43,6 +47,8 @@ async def verify(session: Session, tag: str | None, progress: bool | None) -> in
                     checked += 1
                     continue
                 checked += found is not None
+            for problem in await raw.check_pieces(store, state_id):
+                failures.append(f"FAILED {state_id!r} chunks: {problem}")
     for line in failures:
         click.echo(line)
     click.echo(
@@ -125,5 +131,31 @@ async def import_command(
     )
 
 
+
+
+@click.command()
+@progress_option
+@store_command
+async def migrate(session: Session, progress: bool | None) -> None:
+    """Move every state written by recostate 0.1 into the current storage layout.
+
+    Each state moves in one atomic step, so the command can be stopped and
+    run again: states already moved are left as they are. Stores upgrade a
+    0.1 state the first time they touch it anyway; this does all at once.
+    """
+    store = session.store
+    ids = sorted(await store.list_states())
+    states = versions = 0
+    with progress_bar(ids, "migrating", show=progress) as items:
+        for state_id in items:
+            moved = await raw.upgrade(store, state_id)
+            states += moved > 0
+            versions += moved
+    click.echo(
+        f"migrated {states} state(s) ({versions} version(s)); "
+        f"{len(ids) - states} already in the current layout"
+    )
+
+
 #: The commands of this module, for the group.
-COMMANDS = (verify, export_command, import_command)
+COMMANDS = (verify, export_command, import_command, migrate)

@@ -29,7 +29,7 @@ __all__ = [
     "remaining_ttl_ms",
     "remaining_ttl_s",
     "state_info",
-    "upgrade_all",
+    "upgrade",
     "version_numbers",
     "write_version",
 ]
@@ -113,7 +113,7 @@ async def check_pieces(store: RedisStatePersistence, state_id: str) -> list[str]
     return audit(store.codec, inventory.versions, pieces, inventory.dictionary, state_id)
 
 
-async def upgrade_all(store: RedisStatePersistence, state_id: str) -> int:
+async def upgrade(store: RedisStatePersistence, state_id: str) -> int:
     """Move one state from recostate 0.1's layout into the current one; versions moved."""
     storage = store.storage
     return await storage.upgrade(storage.keys(state_id))

@@ -120,35 +120,52 @@ local function release(frame)
   end
 end
 
--- Append to out, as (id, frame or false) pairs, every piece a manifest frame
+local function is_node(id)
+  return string.byte(id, 1) >= 128
+end
+
+-- HMGET of ids, in slices (unpack() has a limit on how many values it spreads).
+local function hmget(ids)
+  local found = {}
+  for first = 1, #ids, 1000 do
+    local slice = {unpack(ids, first, math.min(first + 999, #ids))}
+    for _, piece in ipairs(redis.call('HMGET', C, unpack(slice))) do found[#found + 1] = piece end
+  end
+  return found
+end
+
+-- Append to out, as (id, frame or false) pairs, the pieces a manifest frame
 -- names, through its nodes, but those whose ids are in ARGV[skip_from..] (the
--- reader holds them; a node it holds stands for everything under it).
-local function read_pieces(frame, skip_from, out)
+-- reader holds them; a node it holds stands for everything under it). Nodes
+-- always come; chunks come too when they are at most inline_max, else their
+-- ids are returned for the reader to fetch with a plain HMGET (copying many
+-- chunks through Lua costs the server far more than HMGET does).
+local function read_pieces(frame, skip_from, out, inline_max)
   local seen = {}
   for i = skip_from, #ARGV do seen[ARGV[i]] = true end
+  local chunks = {}
   local wanted = refs_of(frame)
   while #wanted > 0 do
-    local asked = {}
+    local nodes = {}
     for _, id in ipairs(wanted) do
       if not seen[id] then
         seen[id] = true
-        asked[#asked + 1] = id
+        if is_node(id) then nodes[#nodes + 1] = id else chunks[#chunks + 1] = id end
       end
     end
-    local next_wanted = {}
-    -- In slices: unpack() has a limit on how many values it spreads.
-    for first = 1, #asked, 1000 do
-      local slice = {unpack(asked, first, math.min(first + 999, #asked))}
-      local found = redis.call('HMGET', C, unpack(slice))
-      for i, id in ipairs(slice) do
-        local piece = found[i]
-        out[#out + 1] = id
-        out[#out + 1] = piece or false
-        if piece and kind_of(piece) == KIND_NODE then
-          for _, child in ipairs(refs_of(piece)) do next_wanted[#next_wanted + 1] = child end
-        end
+    wanted = {}
+    for i, piece in ipairs(hmget(nodes)) do
+      out[#out + 1] = nodes[i]
+      out[#out + 1] = piece or false
+      if piece then
+        for _, child in ipairs(refs_of(piece)) do wanted[#wanted + 1] = child end
       end
     end
-    wanted = next_wanted
   end
+  if #chunks > inline_max then return chunks end
+  for i, piece in ipairs(hmget(chunks)) do
+    out[#out + 1] = chunks[i]
+    out[#out + 1] = piece or false
+  end
+  return {}
 end

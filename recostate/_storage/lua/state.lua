@@ -119,3 +119,16 @@ local function find_write(memory, wid)
     at = p + 1
   end
 end
+
+-- The version a read asks for ('' the head) and its frame, with the state's
+-- creation time: v, created_ms, frame; nil when there is no such state or
+-- version; or the string 'legacy' for a 0.1 state.
+local function read_version(asked)
+  local cur = redis.call('HMGET', S, 'version', 'created_at_ms', 'fmt')
+  if not cur[1] then return nil end
+  if not cur[3] then return 'legacy' end
+  local v = asked == '' and cur[1] or asked
+  local frame = redis.call('HGET', V, v)
+  if not frame then return nil end
+  return tonumber(v), cur[2], frame
+end
