@@ -29,7 +29,9 @@ from langgraph.checkpoint.serde.types import ERROR
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from recostate import RedisStatePersistence
+from recostate import IntegrityError, RedisStatePersistence
+from recostate._codec.frame import KIND_MANIFEST, KIND_NODE
+from recostate._codec.manifest import refs_of_frame
 from recostate.contrib.langgraph import AsyncRecostateSaver, RecostateSaver
 from recostate.contrib.langgraph import _layout as layout
 from recostate.sync import RedisStatePersistence as SyncStore
@@ -66,18 +68,34 @@ async def prefix_keys(raw: Raw, prefix: str) -> list[bytes]:
 
 
 async def check_references(raw: Raw, saver: AsyncRecostateSaver, thread_id: str) -> Counter[bytes]:
-    """Every stored value is referenced by a checkpoint, every reference counted exactly."""
-    records_key, _, blobs_key = layout.ThreadKeys(saver.store.config.key_prefix, thread_id).all
+    """Every stored value and piece is referenced, every reference counted exactly."""
+    records_key, _, blobs_key, pieces_key, counts_key = layout.ThreadKeys(
+        saver.store.config.key_prefix, thread_id
+    ).all
     records = cast(dict[bytes, bytes], await raw.hgetall(records_key))
     expected: Counter[bytes] = Counter()
     for field, value in records.items():
         if field.startswith(b"c"):
             expected.update(layout.parse_record(value).blobs)
     blobs = cast(dict[bytes, bytes], await raw.hgetall(blobs_key))
-    stored = {field[1:] for field in blobs if field.startswith(b"v")}
+    stored = {field[1:]: value for field, value in blobs.items() if field.startswith(b"v")}
     counts = {field[1:]: int(value) for field, value in blobs.items() if field.startswith(b"n")}
     assert counts == dict(expected)
-    assert stored == set(expected)  # no orphan, nothing dangling
+    assert set(stored) == set(expected)  # no orphan, nothing dangling
+    # The chunk store: each piece counted once per value frame or node naming it.
+    pieces = cast(dict[bytes, bytes], await raw.hgetall(pieces_key))
+    pieces = {ident: frame for ident, frame in pieces.items() if ident not in (b"d", b"i")}
+    named: Counter[bytes] = Counter()
+    for value in stored.values():
+        frame = value[1 + value[0] :]
+        if frame[2] == KIND_MANIFEST:
+            named.update(refs_of_frame(frame))
+    for frame in pieces.values():
+        if frame[2] == KIND_NODE:
+            named.update(refs_of_frame(frame))
+    piece_counts = cast(dict[bytes, bytes], await raw.hgetall(counts_key))
+    assert {ident: int(count) for ident, count in piece_counts.items()} == dict(named)
+    assert set(pieces) == set(named)
     return expected
 
 
@@ -102,7 +120,8 @@ async def test_every_key_of_a_thread_shares_one_slot_under_the_prefix(
         by_thread.setdefault(owner, []).append(key)
     assert set(by_thread) == set(threads)
     for thread_id, owned in by_thread.items():
-        assert len(owned) == 3, owned  # records, index, blobs: whatever the history
+        # Records, index, values, their chunks and the chunks' counts: whatever the history.
+        assert len(owned) == 5, owned
         slots = {key_slot(key) for key in owned}
         if on_cluster:
             slots |= {int(await raw_redis.execute_command("CLUSTER KEYSLOT", k)) for k in owned}
@@ -152,7 +171,7 @@ async def test_put_writes_sent_twice_is_stored_once(
     writes = [("a", {"v": 1}), ("b", "two"), (ERROR, "first error")]
     await saver.aput_writes(stored, writes, "task-1", "path")
     keys_before = await prefix_keys(raw_redis, key_prefix)
-    records_key, index_key, _ = layout.ThreadKeys(key_prefix, "t").all
+    records_key, index_key, *_ = layout.ThreadKeys(key_prefix, "t").all
     sizes = (await raw_redis.hlen(records_key), await raw_redis.zcard(index_key))
     # A retry (the executor resends after a lost reply), and the task run again.
     await saver.aput_writes(stored, writes, "task-1", "path")
@@ -201,7 +220,7 @@ async def test_ttl_covers_every_key_of_a_thread_on_every_write(
         first = await put(saver, "t", {"a": BIG, "n": 3}, {"a": 1, "n": 1})
         await saver.aput_writes(first, [("a", "w")], "task")
         keys = await prefix_keys(raw_redis, key_prefix)
-        assert len(keys) == 3
+        assert len(keys) == 5  # BIG is chunked: records, index, values, chunks, counts
         for key in keys:
             assert 90 <= await raw_redis.ttl(key) <= 100, key
         # Shorten every TTL by hand: the next write of the thread renews them all.
@@ -275,11 +294,90 @@ async def test_a_shared_value_gone_from_the_server_is_sent_again(
     saver: AsyncRecostateSaver, raw_redis: Raw, key_prefix: str
 ) -> None:
     first = await put(saver, "t", {"docs": BIG}, {"docs": 1})
-    _, _, blobs_key = layout.ThreadKeys(key_prefix, "t").all
+    _, _, blobs_key, *_ = layout.ThreadKeys(key_prefix, "t").all
     await raw_redis.delete(blobs_key)  # lost: evicted, or deleted by hand
     second = await put(saver, "t", {"docs": BIG}, {"docs": 1}, new={}, parent=first)
     tup = await saver.aget_tuple(second)
     assert tup is not None and tup.checkpoint["channel_values"] == {"docs": BIG}
+
+
+@pytest.mark.parametrize("lost", ["chunks", "counts-and-chunks"])
+async def test_chunks_gone_from_the_server_are_sent_again(
+    saver: AsyncRecostateSaver, raw_redis: Raw, key_prefix: str, lost: str
+) -> None:
+    messages = [f"message {i} " + "m" * 1200 for i in range(8)]
+    first = await put(saver, "t", {"docs": messages}, {"docs": 1})
+    _, _, _, pieces_key, counts_key = layout.ThreadKeys(key_prefix, "t").all
+    assert await raw_redis.hlen(pieces_key) > 1
+    # This client remembers the chunks as stored; the server lost them.
+    await raw_redis.delete(*([pieces_key] if lost == "chunks" else [pieces_key, counts_key]))
+    grown = [*messages, "one more " + "m" * 1200]
+    second = await put(saver, "t", {"docs": grown}, {"docs": 2}, parent=first)
+    tup = await saver.aget_tuple(second)
+    assert tup is not None and tup.checkpoint["channel_values"] == {"docs": grown}
+
+
+async def test_a_growing_history_shares_its_chunks(
+    saver: AsyncRecostateSaver, raw_redis: Raw, key_prefix: str
+) -> None:
+    """Thirty steps of a message list that grows ~1.2 KiB a step cost little more than the last."""
+    rng = random.Random(7)
+    messages: list[dict[str, str]] = []
+    config: RunnableConfig | None = None
+    for step in range(30):
+        text = "".join(rng.choice("abcdefghij klmnop") for _ in range(1200))
+        messages = [*messages, {"role": "user", "content": f"{step}: {text}"}]
+        config = await put(
+            saver, "t", {"messages": list(messages), "step": step}, {"messages": step + 1, "step": step + 1},
+            parent=config,
+        )
+    keys = layout.ThreadKeys(key_prefix, "t").all
+    history = 0
+    for key in keys[2:]:
+        for value in cast(dict[bytes, bytes], await raw_redis.hgetall(key)).values():
+            history += len(value)
+    final = len(saver.serde.dumps_typed(messages)[1])
+    # Whole values would store sum(1..30) steps' worth: ~15x the final state.
+    assert history < 2 * final, (history, final)
+    checkpoints = [t async for t in saver.alist(generate_config("t"))]
+    assert len(checkpoints) == 30
+    assert checkpoints[0].checkpoint["channel_values"]["messages"] == messages
+    assert checkpoints[-1].checkpoint["channel_values"]["messages"] == messages[:1]
+    assert checkpoints[10].checkpoint["channel_values"]["messages"] == messages[:20]
+    await check_references(raw_redis, saver, "t")
+    # Pruning to the latest keeps exactly the pieces the latest needs.
+    await saver.aprune(["t"])
+    await check_references(raw_redis, saver, "t")
+    tup = await saver.aget_tuple(generate_config("t"))
+    assert tup is not None and tup.checkpoint["channel_values"]["messages"] == messages
+    await saver.adelete_thread("t")
+    assert await prefix_keys(raw_redis, key_prefix) == []
+
+
+@pytest.mark.parametrize("signed", [False, True])
+async def test_a_damaged_chunk_is_an_integrity_error_not_a_wrong_value(
+    make_store: MakeStore, raw_redis: Raw, key_prefix: str, signed: bool
+) -> None:
+    key = b"s" * 32 if signed else None
+    async with make_store(signing_key=key) as store:
+        saver = AsyncRecostateSaver(store)
+        messages = [f"message {i} " + "abcdefgh" * 150 for i in range(12)]
+        stored = await put(saver, "t", {"docs": messages}, {"docs": 1})
+        tup = await saver.aget_tuple(stored)
+        assert tup is not None and tup.checkpoint["channel_values"]["docs"] == messages
+        pieces_key = layout.ThreadKeys(key_prefix, "t").all[3]
+        fields = cast(dict[bytes, bytes], await raw_redis.hgetall(pieces_key))
+        chunks = [f for f, v in fields.items() if len(f) == 16 and v[2] == 3]
+        assert len(chunks) >= 2
+        if signed:
+            # Two sound chunk frames swapped: each passes its own CRC, not its id.
+            swapped = {chunks[0]: fields[chunks[1]], chunks[1]: fields[chunks[0]]}
+            await raw_redis.hset(pieces_key, mapping=swapped)  # type: ignore[arg-type]
+        else:
+            frame = fields[chunks[0]]
+            await raw_redis.hset(pieces_key, chunks[0], frame[:-1] + bytes([frame[-1] ^ 1]))
+        with pytest.raises(IntegrityError):
+            await AsyncRecostateSaver(store).aget_tuple(stored)
 
 
 class _AesGcm:

@@ -309,6 +309,15 @@ class VersionReader:
             crc,
         )
 
+    async def unpack(self, stored: StoredVersion, state_id: str, version: int) -> bytes:
+        """:meth:`unpack_now`, in a worker thread from ``offload_threshold`` bytes read."""
+        size = len(stored.frame) + sum(map(len, stored.pieces.values()))
+        if size >= self.offload_threshold:
+            raw, _ = await self._in_thread(self.unpack_now, stored, state_id, version)
+        else:
+            raw, _ = self.unpack_now(stored, state_id, version)
+        return raw
+
     async def decode(
         self, stored: StoredVersion, state_id: str, version: int, type_: Any = None
     ) -> tuple[Any, VersionInfo]:

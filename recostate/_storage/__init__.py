@@ -12,6 +12,7 @@ Nothing outside this package builds a key or reads a script's reply.
 """
 
 from recostate._storage.keys import KeySpace, StateKeys
+from recostate._storage.memory import PieceMemory
 from recostate._storage.replies import (
     Conflict,
     DictionaryMismatch,
@@ -34,6 +35,7 @@ __all__ = [
     "Inventory",
     "KeySpace",
     "Loaded",
+    "PieceMemory",
     "PiecesMissing",
     "Saved",
     "StateInfo",

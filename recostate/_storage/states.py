@@ -339,6 +339,24 @@ class StateStorage:
             if recent.first_time(key):
                 yield self.keyspace.id_from_state_key(key)
 
+    # -- for integrations with a layout of their own ----------------------------------
+
+    async def run_script(
+        self, script: Script, keys: Sequence[bytes], args: Sequence[Arg | float]
+    ) -> Any:
+        """Run an integration's own script on its own keys, with this store's pool and retries.
+
+        For layouts that live beside the states (the LangGraph checkpointer's
+        threads): ``keys`` must share one hash slot, and the script should
+        build on :func:`recostate._storage.scripts.pieces_source` to store
+        chunked values, so they share their bytes as versions of a state do.
+        """
+        return await self._executor.run(script, keys, args)
+
+    def scan(self, match: bytes) -> AsyncIterator[bytes]:
+        """Yield the keys matching ``match`` (``SCAN`` on every primary, never ``KEYS``)."""
+        return self._executor.scan(match)
+
     # -- format 1 (recostate 0.1) ----------------------------------------------------
 
     async def upgrade(self, keys: StateKeys) -> int:

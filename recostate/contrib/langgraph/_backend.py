@@ -1,10 +1,11 @@
-"""The one point where the checkpointer reaches into the store: running scripts and commands.
+"""The one point where the checkpointer meets the store: its storage layer and its codec.
 
 Everything the saver sends to Redis goes through :class:`StoreBackend`, built
-over a :class:`recostate.RedisStatePersistence`; it shares that store's pool,
-retries, error translation and closed state, and never closes it. When the
-storage layer offers this service publicly, this module is the only one that
-changes.
+over a :class:`recostate.RedisStatePersistence`: scripts run through the
+store's storage layer (``store.storage``), so they share that store's pool,
+retries, error translation and closed state, and the store is never closed
+here; channel values are framed, chunked and checked by the store's codec
+(``store.codec``), under the store's settings.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from recostate._codec import Codec
 from recostate._persistence import RedisStatePersistence
 from recostate._redis.script import Script
 
@@ -48,10 +50,15 @@ class StoreBackend:
         """The store's ``default_ttl`` in seconds, applied to every key of a thread."""
         return self._store.config.default_ttl
 
+    @property
+    def codec(self) -> Codec:
+        """The store's codec: channel values are stored as its frames and chunks."""
+        return self._store.codec
+
     async def run(self, script: Script, keys: Sequence[bytes], args: Sequence[Arg]) -> Any:
         """Run ``script`` (EVALSHA, loaded again on NOSCRIPT) with retries."""
-        return await self._store._executor.run(script, keys, args)
+        return await self._store.storage.run_script(script, keys, args)
 
     def scan(self, match: bytes) -> AsyncIterator[bytes]:
         """Yield the keys matching ``match`` (SCAN on every primary, never KEYS)."""
-        return self._store._executor.scan(match)
+        return self._store.storage.scan(match)

@@ -2,11 +2,13 @@
 
 With ``P`` the store's ``key_prefix``, ``H`` the first 16 hex digits of SHA-1
 over the UTF-8 bytes of the thread id, and ``<tid>`` the thread id itself,
-every thread has at most three keys::
+every thread has at most five keys::
 
     P:lg:{H}:h:<tid>   hash   checkpoint records and pending writes
     P:lg:{H}:z:<tid>   zset   the index (all scores 0, read in lex order)
     P:lg:{H}:b:<tid>   hash   channel values, owned by the blob store (_blobs)
+    P:lg:{H}:c:<tid>   hash   the chunks and manifest nodes of those values
+    P:lg:{H}:r:<tid>   hash   their reference counts (the chunk store's)
 
 Why this shape:
 
@@ -19,7 +21,7 @@ Why this shape:
   (``P:{H}:s:<id>``), so neither ever lists the other, and an ACL user limited
   to ``~P*`` can run everything.
 * A fixed, small number of keys per thread, whatever its history: applying
-  the TTL is three ``PEXPIRE`` calls on every write, and deleting a thread is
+  the TTL is five ``PEXPIRE`` calls on every write, and deleting a thread is
   one ``DEL``.
 
 Inside those keys, with ``T(s)`` the byte length of ``s``, then ``|``, then ``s``
@@ -53,6 +55,7 @@ import hashlib
 from collections.abc import Iterable
 from typing import Final
 
+from recostate._storage.scripts import assemble, pieces_source
 from recostate.contrib.langgraph import _blobs
 from recostate.contrib.langgraph._backend import Script
 
@@ -97,7 +100,7 @@ def _tag(raw: bytes) -> bytes:
 
 
 class ThreadKeys:
-    """The keys of one thread, in script order (``KEYS[1]`` hash, ``[2]`` index, ``[3]`` blobs)."""
+    """The keys of one thread, in script order (``KEYS[1]`` hash, ``[2]`` index, then the blob store's)."""
 
     __slots__ = ("all", "thread_id")
 
@@ -226,7 +229,8 @@ def parse_record(value: bytes) -> RecordHead:
     return RecordHead(parent, items[5:], view[pos:])
 
 
-_KEYS = "local H, Z, B = KEYS[1], KEYS[2], KEYS[3]\n"
+_NAMES = ("H", "Z", *_blobs.KEY_NAMES)
+_KEYS = f"local {', '.join(_NAMES)} = {', '.join(f'KEYS[{i}]' for i in range(1, len(_NAMES) + 1))}\n"
 
 _PRELUDE = r"""
 local HIGH = '\255'
@@ -316,28 +320,38 @@ end
 
 
 def _script(name: str, body: str) -> Script:
-    return Script(f"langgraph.{name}", _KEYS + _blobs.LUA + _PRELUDE + body)
+    # The chunk store's helpers (bound to C and R) and the blob store's come
+    # first; assemble() keeps only the definitions the script reaches.
+    library = _KEYS + pieces_source() + _blobs.LUA + _PRELUDE
+    return Script(f"langgraph.{name}", assemble(library, body))
 
 
-#: Store a checkpoint: ARGV ttl_ms, K, record, n, n new blob fields, then their values.
-#: Replies ``ok``, or ``{'missing', fields}`` (blobs the record refers to that are
-#: neither stored nor sent) having written nothing.
+#: Store a checkpoint: ARGV ttl_ms, K, record, then the new blob values as
+#: ``_blobs.BlobCodec.encode`` gives them (n, n fields, n values, dictionary
+#: id, dictionary frame, piece id and frame pairs). Replies ``ok``; or, having
+#: written nothing, ``{'missing', fields}`` (blobs the record refers to that
+#: are neither stored nor sent), ``{'pieces'}`` (a piece a value names is
+#: neither stored nor sent) or ``{'dict', frame}`` (the thread holds another
+#: compression dictionary: that one).
 PUT: Final = _script(
     "put",
     r"""
 local ttl, k, value = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local r = record_head(value)
 local n = tonumber(ARGV[4])
-local sent = {}
-for j = 1, n do sent[ARGV[4 + j]] = true end
+local fields, values, sent = {}, {}, {}
+for j = 1, n do
+  fields[j], values[j] = ARGV[4 + j], ARGV[4 + n + j]
+  sent[fields[j]] = true
+end
 local check = {}
 for _, f in ipairs(r.blobs) do
   if not sent[f] then check[#check + 1] = f end
 end
 local missing = blob_missing(check)
 if #missing > 0 then return {'missing', missing} end
-local i = 5 + n
-for j = 1, n do i = blob_put(ARGV[4 + j], ARGV, i) end
+local refused = blob_put_all(fields, values, ARGV[5 + 2 * n], ARGV[6 + 2 * n], 7 + 2 * n)
+if refused then return refused end
 for _, f in ipairs(r.blobs) do blob_ref(f) end
 local old = redis.call('HGET', H, 'c' .. k)
 if old then
@@ -375,8 +389,10 @@ return 'ok'
 )
 
 #: Load checkpoints whole: ARGV 'latest', namespace tag (the newest of that
-#: namespace) or 'ids', K... Replies one item per checkpoint: false when it is
-#: absent, else {K, record, blob values, pending writes}.
+#: namespace) or 'ids', K... Replies {entries, pieces, dictionary}: one entry
+#: per checkpoint, false when it is absent, else {K, record, blob values,
+#: pending writes}; the pieces the values' manifests name, each once, as id
+#: and frame pairs; the thread's dictionary frame (false when none was needed).
 READ: Final = _script(
     "read",
     r"""
@@ -388,16 +404,18 @@ else
   ks = {}
   for i = 2, #ARGV do ks[#ks + 1] = ARGV[i] end
 end
-local out = {}
+local out, seen, pieces = {}, {}, {}
 for i, k in ipairs(ks) do
   local value = redis.call('HGET', H, 'c' .. k)
   if value then
-    out[i] = {k, value, blob_read(record_head(value).blobs), pending_writes(k)}
+    out[i] = {k, value, blob_read(record_head(value).blobs, seen, pieces), pending_writes(k)}
   else
     out[i] = false
   end
 end
-return out
+local dictionary = false
+if #pieces > 0 then dictionary = redis.call('HGET', C, 'd') end
+return {out, pieces, dictionary}
 """,
 )
 

@@ -93,6 +93,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
     def __init__(self, store: RedisStatePersistence, *, serde: SerializerProtocol | None) -> None:
         super().__init__(serde=serde)
         self._backend = StoreBackend(store)
+        self._blobs = _blobs.BlobCodec(self._backend.codec)
         self._recent: dict[str, builtins.list[bytes]] = {}
 
     # -- where coroutines run (the twins differ here only) ------------------------------
@@ -342,17 +343,30 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             body=body,
         )
         key = layout.checkpoint_key(checkpoint_ns, checkpoint["id"])
+        tid = str(thread_id)
         send = [field for field, channel in fields.items() if channel in new_versions]
-        for _ in range(3):
-            args: builtins.list[bytes | int] = [self._ttl_ms(), key, record, len(send), *send]
-            for field in send:
-                args += _blobs.encode(*self.serde.dumps_typed(values[fields[field]]))
+        dumped = {field: self.serde.dumps_typed(values[fields[field]]) for field in send}
+        for _ in range(4):
+            encoded = await self._blobs.encode(
+                tid, [(field, *dumped[field]) for field in send]
+            )
+            args: builtins.list[bytes | int] = [self._ttl_ms(), key, record, *encoded.args]
             reply = await self._backend.run(layout.PUT, self._keys(thread_id), args)
             if reply == b"ok":
+                self._blobs.stored(tid, encoded)
                 return _config(thread_id, checkpoint_ns, checkpoint["id"])
-            # Values this checkpoint shares with older ones are gone (pruned,
-            # deleted, expired): send them too.
-            send += [bytes(field) for field in reply[1]]
+            if reply[0] == b"missing":
+                # Values this checkpoint shares with older ones are gone
+                # (pruned, deleted, expired): send them too.
+                for raw in reply[1]:
+                    field = bytes(raw)
+                    send.append(field)
+                    dumped[field] = self.serde.dumps_typed(values[fields[field]])
+            elif reply[0] == b"dict":
+                self._blobs.use_dictionary(tid, bytes(reply[1]))
+            else:
+                # Pieces this client took for stored are not: send every one.
+                self._blobs.forget(tid)
         raise RuntimeError(f"checkpoint {checkpoint['id']!r}: shared values kept disappearing")
 
     async def _put_writes(
@@ -377,15 +391,18 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             args += [field, entry, b"1" if idx < 0 else b"0"]
         await self._backend.run(layout.PUT_WRITES, self._keys(configurable["thread_id"]), args)
 
-    def _tuple(self, thread_id: Any, entry: builtins.list[Any]) -> CheckpointTuple:
+    async def _tuple(
+        self, thread_id: Any, entry: builtins.list[Any], read: _blobs.ReadPieces
+    ) -> CheckpointTuple:
         key, record, blob_items, write_items = entry
         checkpoint_ns, checkpoint_id = layout.split_checkpoint_key(bytes(key))
         head = layout.parse_record(bytes(record))
         ckpt_type, ckpt_data, meta_type, meta_data = msgspec.msgpack.decode(head.body)
         checkpoint: Checkpoint = self.serde.loads_typed((ckpt_type, ckpt_data))
         values = dict(checkpoint["channel_values"])
+        tid = str(thread_id)
         for field, item in zip(head.blobs, blob_items, strict=True):
-            stored = _blobs.decode(item)
+            stored = await self._blobs.decode(tid, field, item, read)
             if stored is not None:
                 values[layout.blob_channel(field)] = self.serde.loads_typed(stored)
         checkpoint["channel_values"] = values
@@ -409,9 +426,16 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         _, _, meta_type, meta_data = msgspec.msgpack.decode(body)
         return cast(CheckpointMetadata, self.serde.loads_typed((meta_type, meta_data)))
 
-    async def _read(self, thread_id: Any, args: builtins.list[bytes]) -> builtins.list[Any]:
-        reply = await self._backend.run(layout.READ, self._keys(thread_id), args)
-        return cast(builtins.list[Any], reply)
+    async def _read(
+        self, thread_id: Any, args: builtins.list[bytes]
+    ) -> tuple[builtins.list[Any], _blobs.ReadPieces]:
+        """Return a read's entries, and the pieces and dictionary their values need."""
+        entries, pieces, dictionary = await self._backend.run(
+            layout.READ, self._keys(thread_id), args
+        )
+        read = _blobs.ReadPieces(pieces, dictionary)
+        self._blobs.learn(str(thread_id), read)
+        return entries, read
 
     async def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         configurable = config["configurable"]
@@ -422,10 +446,10 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             args = [b"ids", layout.checkpoint_key(checkpoint_ns, checkpoint_id)]
         else:
             args = [b"latest", layout.ns_tag(checkpoint_ns)]
-        entries = await self._read(thread_id, args)
+        entries, read = await self._read(thread_id, args)
         if not entries or not entries[0]:
             return None
-        return self._tuple(thread_id, entries[0])
+        return await self._tuple(thread_id, entries[0], read)
 
     async def _list(
         self,
@@ -478,10 +502,11 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             async for keys in pages:
                 if not keys:
                     continue
-                for entry in await self._read(thread_id, [b"ids", *keys]):
+                entries, read = await self._read(thread_id, [b"ids", *keys])
+                for entry in entries:
                     if not entry:
                         continue  # deleted since the page was read
-                    item = self._tuple(thread_id, entry)
+                    item = await self._tuple(thread_id, entry, read)
                     if not _matches(item.metadata, filter):
                         continue
                     yield item
@@ -563,6 +588,7 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         await asyncio.gather(*(func(t) for t in batch))
 
     async def _delete_thread(self, thread_id: str) -> None:
+        self._blobs.forget(str(thread_id))
         await self._backend.run(layout.DELETE_THREAD, self._keys(thread_id), [])
 
     async def _delete_for_runs(self, run_ids: Sequence[str]) -> None:
