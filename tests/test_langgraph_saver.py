@@ -86,8 +86,9 @@ async def check_references(raw: Raw, saver: AsyncRecostateSaver, thread_id: str)
     pieces = cast(dict[bytes, bytes], await raw.hgetall(pieces_key))
     pieces = {ident: frame for ident, frame in pieces.items() if ident not in (b"d", b"i")}
     named: Counter[bytes] = Counter()
-    for value in stored.values():
-        frame = value[1 + value[0] :]
+    frames = [value[1 + value[0] :] for value in stored.values()]
+    frames += [layout.parse_write(value).frame for f, value in records.items() if f[:1] == b"w"]
+    for frame in frames:
         if frame[2] == KIND_MANIFEST:
             named.update(refs_of_frame(frame))
     for frame in pieces.values():
@@ -352,6 +353,65 @@ async def test_a_growing_history_shares_its_chunks(
     assert tup is not None and tup.checkpoint["channel_values"]["messages"] == messages
     await saver.adelete_thread("t")
     assert await prefix_keys(raw_redis, key_prefix) == []
+
+
+async def test_a_written_message_is_the_chunk_the_list_holds_next(
+    saver: AsyncRecostateSaver, raw_redis: Raw, key_prefix: str
+) -> None:
+    """A task's pending write and the next checkpoint's message list share the message's bytes."""
+    rng = random.Random(3)
+
+    def message(step: int) -> dict[str, str]:
+        return {"id": f"m{step}", "content": "".join(rng.choice("abcdefgh ") for _ in range(1200))}
+
+    messages = [message(i) for i in range(6)]
+    first = await put(saver, "t", {"messages": messages}, {"messages": 1})
+    _, _, _, pieces_key, counts_key = layout.ThreadKeys(key_prefix, "t").all
+    before = set(cast(dict[bytes, bytes], await raw_redis.hgetall(pieces_key)))
+    new = message(6)
+    await saver.aput_writes(first, [("messages", [new])], "task-1")
+    written = set(cast(dict[bytes, bytes], await raw_redis.hgetall(pieces_key))) - before
+    assert len(written) == 1  # the message, as one chunk
+    second = await put(
+        saver, "t", {"messages": [*messages, new]}, {"messages": 2}, parent=first
+    )
+    after = set(cast(dict[bytes, bytes], await raw_redis.hgetall(pieces_key))) - before
+    assert written <= after  # the list refers to the chunk the write stored
+    (chunk,) = written
+    assert int(await raw_redis.hget(counts_key, chunk) or 0) == 2  # the write and the list
+    await check_references(raw_redis, saver, "t")
+    tup = await saver.aget_tuple(first)
+    assert tup is not None and tup.pending_writes == [("task-1", "messages", [new])]
+    tup = await saver.aget_tuple(second)
+    assert tup is not None and tup.checkpoint["channel_values"]["messages"] == [*messages, new]
+    # The write goes with its checkpoint; the list still holds the chunk.
+    await saver.aprune(["t"])
+    assert int(await raw_redis.hget(counts_key, chunk) or 0) == 1
+    await check_references(raw_redis, saver, "t")
+
+
+async def test_upserted_writes_release_what_they_replace(
+    saver: AsyncRecostateSaver, raw_redis: Raw, key_prefix: str
+) -> None:
+    stored = await put(saver, "t", {}, {})
+    first_error = "first " + "e" * 3000
+    second_error = "second " + "f" * 3000
+    await saver.aput_writes(stored, [(ERROR, first_error)], "task-1")
+    await check_references(raw_redis, saver, "t")
+    # The same special write twice in one call, and again later: the last one wins.
+    await saver.aput_writes(stored, [(ERROR, "x" * 2000), (ERROR, second_error)], "task-1")
+    await check_references(raw_redis, saver, "t")
+    tup = await saver.aget_tuple(stored)
+    assert tup is not None and tup.pending_writes == [("task-1", ERROR, second_error)]
+    # An ordinary write sent again keeps the first value and stores nothing new.
+    await saver.aput_writes(stored, [("a", "y" * 2000)], "task-2")
+    pieces_key = layout.ThreadKeys(key_prefix, "t").all[3]
+    held = await raw_redis.hlen(pieces_key)
+    await saver.aput_writes(stored, [("a", "z" * 2000)], "task-2")
+    assert await raw_redis.hlen(pieces_key) == held
+    tup = await saver.aget_tuple(stored)
+    assert tup is not None and ("task-2", "a", "y" * 2000) in tup.pending_writes
+    await check_references(raw_redis, saver, "t")
 
 
 @pytest.mark.parametrize("signed", [False, True])

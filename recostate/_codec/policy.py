@@ -111,15 +111,21 @@ class Codec(VersionReader):
         state_id: str,
         known: KnownPieces | None = None,
         cut: ChunkPlan | None = None,
+        *,
+        chunked: bool | None = None,
     ) -> EncodedVersion:
         """Return ``raw`` (an encoded state) as a version to send, with ``header``.
 
         A chunked version sends only the pieces ``known`` does not list;
-        ``cut``: its chunks and manifest, when :meth:`cut` made them already.
+        ``cut``: its chunks and manifest, when :meth:`cut` made them already;
+        ``chunked``: whole or chunked, when the caller decides (``None``: by
+        ``chunk_threshold``).
         """
         if len(raw) >= self.offload_threshold:
-            return await self._in_thread(self.encode_now, raw, header, state_id, known, cut)
-        return self.encode_now(raw, header, state_id, known, cut)
+            return await self._in_thread(
+                self.encode_now, raw, header, state_id, known, cut, chunked
+            )
+        return self.encode_now(raw, header, state_id, known, cut, chunked)
 
     async def cut(self, raw: bytes) -> ChunkPlan:
         """Return a state's chunks and manifest (in a worker thread above ``offload_threshold``)."""
@@ -137,9 +143,10 @@ class Codec(VersionReader):
         state_id: str,
         known: KnownPieces | None = None,
         cut: ChunkPlan | None = None,
+        chunked: bool | None = None,
     ) -> EncodedVersion:
         """:meth:`encode` on the calling thread."""
-        if not self.chunks(raw):
+        if not (self.chunks(raw) if chunked is None else chunked):
             return self._whole(raw, header, state_id)
         if known is not None and known.same_state(raw):
             # The state this client last wrote or read, unchanged: its cut and

@@ -71,18 +71,26 @@ local function collect_dictionary()
   end
 end
 
+-- Check the dictionary new chunks were compressed with (dict_id, '' for none;
+-- its frame dict_frame when it is sent). Returns the id the state holds
+-- (false when none), and nil when the dictionary is stored or may be, else
+-- the reply to give: {'missing'} | {'dict', the stored dictionary}.
+local function check_dictionary(dict_id, dict_frame)
+  if dict_id == '' then return false, nil end
+  local have = redis.call('HGET', C, 'i')
+  if have and have ~= dict_id then return have, {'dict', redis.call('HGET', C, 'd')} end
+  if not have and dict_frame == '' then return false, {'missing'} end
+  return have, nil
+end
+
 -- Check and store what a manifest frame needs, sent with it as (id, frame)
 -- pairs in ARGV[first..]: the dictionary its new chunks use (dict_id; its
 -- frame dict_frame when sent), and every piece it names, stored or sent.
 -- Every check comes before the first write. Returns nil once stored and
 -- referenced, or the reply to give: {'missing'} | {'dict', the stored dictionary}.
 local function put_pieces(frame, dict_id, dict_frame, first)
-  local have = nil
-  if dict_id ~= '' then
-    have = redis.call('HGET', C, 'i')
-    if have and have ~= dict_id then return {'dict', redis.call('HGET', C, 'd')} end
-    if not have and dict_frame == '' then return {'missing'} end
-  end
+  local have, refused = check_dictionary(dict_id, dict_frame)
+  if refused then return refused end
   local sent, fresh = {}, {}
   for i = first, #ARGV, 2 do sent[ARGV[i]] = ARGV[i + 1] end
   local function present(id)

@@ -10,24 +10,28 @@ costs nothing more and nothing is left behind.
 
 A value is stored as a state's version is (``docs/architecture.md``): one
 recostate frame, compressed and checksummed (signed under the store's
-``signing_key``), and from the store's ``chunk_threshold`` on a manifest of
+``signing_key``), and from :data:`VALUE_CHUNK_FROM` bytes on a manifest of
 content-defined chunks kept in the thread's chunk store, the same one states
-use (``recostate._storage.scripts.pieces_source``). So the versions of a
-channel that grows a little at every step (a message list) share all their
-chunks but the last few: a thread's whole history costs little more than its
-latest state, and a ``put`` sends only the chunks the thread does not hold
-yet. The client remembers, per thread, which pieces the server holds (from
-its own puts and reads); the put script checks every reference, so a memory
-that is wrong costs a second round trip, never a wrong value.
+use (``recostate._storage.scripts.pieces_source``). Pending writes are stored
+the same way (their frames live in the thread's record hash, see
+``_layout``). So the versions of a channel that grows a little at every step
+(a message list) share all their chunks but the last few, and the message a
+task wrote is the chunk the list holds at the next checkpoint: a thread's
+whole history costs little more than its latest state, and a ``put`` sends
+only the chunks the thread does not hold yet. The client remembers, per
+thread, which pieces the server holds (from its own writes and reads); the
+scripts check every reference, so a memory that is wrong costs a second
+round trip, never a wrong value.
 
 This module is the whole interface, on both sides of the wire:
 
-* Python: :class:`BlobCodec` turns values into the script arguments that
-  carry them, and a read's reply back into values.
+* Python: :class:`BlobCodec` turns values into the frames and pieces a script
+  stores, and a read's reply back into values.
 * Lua (:data:`LUA`, assembled into the layout's scripts after the chunk
   store's helpers, with ``B`` the thread's blob hash and ``C``, ``R`` its
-  pieces and their reference counts): ``blob_put_all``, ``blob_missing``,
-  ``blob_ref``, ``blob_unref`` and ``blob_read``.
+  pieces and their reference counts): ``blob_pieces_put`` (the pieces of any
+  frames), ``blob_put_all``, ``blob_missing``, ``blob_ref``, ``blob_unref``,
+  ``blob_pieces`` and ``blob_read``.
 * :data:`KEY_KINDS`: the keys of a thread that belong to the store.
 
 In hash ``B``: the value of blob ``f`` is field ``'v'..f`` (the serializer's
@@ -43,7 +47,17 @@ from typing import Any, Final
 from recostate._codec import Codec, KnownPieces, StoredVersion, VersionHeader
 from recostate._storage import PieceMemory
 
-__all__ = ["KEY_KINDS", "LUA", "BlobCodec", "Encoded", "ReadPieces"]
+__all__ = [
+    "KEY_KINDS",
+    "KEY_NAMES",
+    "LUA",
+    "VALUE_CHUNK_FROM",
+    "BlobCodec",
+    "Encoded",
+    "ReadPieces",
+    "tagged",
+    "untagged",
+]
 
 #: The thread keys the blob store owns, by layout kind letter, each a hash:
 #: the values, the chunk store's pieces, their reference counts.
@@ -84,40 +98,48 @@ local function blob_piece_put(id, sent)
   incref(id)
 end
 
--- Store the values sent (fields[j] -> values[j]) that are not stored yet,
--- with their pieces (ARGV[first..], id and frame pairs) and the thread's
--- dictionary (dict_id; dict_frame when it is sent). Every check comes before
--- the first write. Returns nil once stored, else the reply to give:
--- {'pieces'} (a piece is neither stored nor sent) | {'dict', the stored dictionary}.
-local function blob_put_all(fields, values, dict_id, dict_frame, first)
+-- Check, then store and count, every piece the chunked frames among frames
+-- name, from the pieces sent (ARGV[first..], id and frame pairs) and the
+-- thread's dictionary (dict_id; dict_frame when it is sent). Every check
+-- comes before the first write. Returns nil once stored, else the reply to
+-- give: {'pieces'} (a piece is neither stored nor sent) | {'dict', the stored dictionary}.
+local function blob_pieces_put(frames, dict_id, dict_frame, first)
   local sent = {}
   for i = first, #ARGV, 2 do sent[ARGV[i]] = ARGV[i + 1] end
-  local have = nil
-  if dict_id ~= '' then
-    have = redis.call('HGET', C, 'i')
-    if have and have ~= dict_id then return {'dict', redis.call('HGET', C, 'd')} end
-    if not have and dict_frame == '' then return {'pieces'} end
+  local have, refused = check_dictionary(dict_id, dict_frame)
+  if refused then
+    if refused[1] == 'missing' then return {'pieces'} end
+    return refused
   end
-  local new = {}
-  for j, f in ipairs(fields) do
-    if redis.call('HEXISTS', B, 'v' .. f) == 0 then
-      local frame = blob_frame(values[j])
-      if kind_of(frame) == KIND_MANIFEST then
-        for _, id in ipairs(refs_of(frame)) do
-          if not blob_piece_ready(id, sent) then return {'pieces'} end
-        end
+  for _, frame in ipairs(frames) do
+    if kind_of(frame) == KIND_MANIFEST then
+      for _, id in ipairs(refs_of(frame)) do
+        if not blob_piece_ready(id, sent) then return {'pieces'} end
       end
-      new[#new + 1] = j
     end
   end
   if dict_id ~= '' and not have then redis.call('HSET', C, 'd', dict_frame, 'i', dict_id) end
-  for _, j in ipairs(new) do
-    local frame = blob_frame(values[j])
+  for _, frame in ipairs(frames) do
     if kind_of(frame) == KIND_MANIFEST then
       for _, id in ipairs(refs_of(frame)) do blob_piece_put(id, sent) end
     end
-    redis.call('HSET', B, 'v' .. fields[j], values[j])
   end
+  return nil
+end
+
+-- Store the values sent (fields[j] -> values[j]) that are not stored yet,
+-- with their pieces (see blob_pieces_put, which gives the reply on refusal).
+local function blob_put_all(fields, values, dict_id, dict_frame, first)
+  local new, frames = {}, {}
+  for j, f in ipairs(fields) do
+    if redis.call('HEXISTS', B, 'v' .. f) == 0 then
+      new[#new + 1] = j
+      frames[#frames + 1] = blob_frame(values[j])
+    end
+  end
+  local refused = blob_pieces_put(frames, dict_id, dict_frame, first)
+  if refused then return refused end
+  for _, j in ipairs(new) do redis.call('HSET', B, 'v' .. fields[j], values[j]) end
   return nil
 end
 
@@ -187,19 +209,44 @@ end
 """
 
 
+#: Values from this many bytes on are stored in chunks (when the store chunks
+#: at all, and when its ``chunk_threshold`` is not lower): a message written
+#: by a task (a pending write) is then the very chunk the message list holds
+#: once the next checkpoint is saved, stored once for both.
+VALUE_CHUNK_FROM: Final = 1024
+
+
 def _value_id(field: bytes) -> str:
-    """Return the id a value's frame is bound to (what a signature covers): its blob field."""
+    """Return the id a value's frame is bound to (what a signature covers): its field."""
     return field.decode("utf-8", "surrogatepass")
 
 
+def tagged(type_: str, frame: bytes) -> bytes:
+    """Return a channel value as the blob hash holds it: its type name, then its frame."""
+    tag = type_.encode("utf-8")
+    if len(tag) > 255:
+        raise ValueError(f"serializer type name too long: {type_[:40]!r}...")
+    return bytes((len(tag),)) + tag + frame
+
+
+def untagged(value: bytes) -> tuple[str, bytes]:
+    """Return the type name and frame of a value as the blob hash holds it."""
+    size = value[0]
+    return value[1 : 1 + size].decode("utf-8"), value[1 + size :]
+
+
 class Encoded:
-    """Channel values ready to send, and what the thread's piece memory learns once stored."""
+    """Values ready to send, and what the thread's piece memory learns once they are stored."""
 
-    __slots__ = ("args", "known", "sent_bytes")
+    __slots__ = ("frames", "known", "sent_bytes", "tail")
 
-    def __init__(self, args: list[bytes], known: KnownPieces, sent_bytes: int) -> None:
-        #: ``n, fields..., values..., dictionary id, dictionary frame, (id, piece)...``
-        self.args = args
+    def __init__(
+        self, frames: list[bytes], tail: list[bytes], known: KnownPieces, sent_bytes: int
+    ) -> None:
+        #: One frame per value, in order.
+        self.frames = frames
+        #: The arguments after the values: dictionary id, dictionary frame, (id, piece)...
+        self.tail = tail
         self.known = known
         self.sent_bytes = sent_bytes
 
@@ -219,18 +266,18 @@ class ReadPieces:
 
 
 class BlobCodec:
-    """Channel values to stored frames and back, with a memory of the pieces each thread holds."""
+    """Values to stored frames and back, with a memory of the pieces each thread holds."""
 
-    __slots__ = ("_codec", "_memory")
+    __slots__ = ("_chunk_from", "_codec", "_memory")
 
     def __init__(self, codec: Codec) -> None:
         self._codec = codec
         self._memory = PieceMemory()
+        threshold = codec.chunk_threshold
+        self._chunk_from = None if threshold is None else min(threshold, VALUE_CHUNK_FROM)
 
-    async def encode(
-        self, thread_id: str, values: Sequence[tuple[bytes, str, bytes]]
-    ) -> Encoded:
-        """Return ``(field, type, data)`` values as the arguments a put sends.
+    async def encode(self, thread_id: str, values: Sequence[tuple[bytes, bytes]]) -> Encoded:
+        """Return ``(field, data)`` values as the frames and pieces a script stores.
 
         Pieces the thread is remembered to hold are not sent; the first value
         large enough to need one chooses the thread's compression dictionary.
@@ -241,17 +288,16 @@ class BlobCodec:
             held.dictionary_id if held else b"",
             held.dictionary if held else b"",
         )
-        fields: list[bytes] = []
         frames: list[bytes] = []
         pieces: list[bytes] = []
         dictionary_frame = b""
         sent = 0
-        for field, type_, data in values:
-            tag = type_.encode("utf-8")
-            if len(tag) > 255:
-                raise ValueError(f"serializer type name too long: {type_[:40]!r}...")
+        for field, data in values:
+            chunked = self._chunk_from is not None and len(data) >= self._chunk_from
             header = VersionHeader(0, len(data), 0, 0)
-            version = await self._codec.encode(data, header, _value_id(field), known)
+            version = await self._codec.encode(
+                data, header, _value_id(field), known, chunked=chunked
+            )
             if version.dictionary_frame:
                 dictionary_frame = version.dictionary_frame
                 known.dictionary_id, known.dictionary = version.dictionary_id, version.dictionary
@@ -259,49 +305,45 @@ class BlobCodec:
                 if ident not in known.sizes:
                     pieces += (ident, piece)
             known.sizes.update(version.refs)
-            fields.append(field)
-            frames.append(bytes((len(tag),)) + tag + version.frame)
+            frames.append(version.frame)
             sent += version.sent_bytes
-        args = [
-            str(len(fields)).encode("ascii"),
-            *fields,
-            *frames,
-            known.dictionary_id,
-            dictionary_frame,
-            *pieces,
-        ]
-        return Encoded(args, known, sent)
+        return Encoded(frames, [known.dictionary_id, dictionary_frame, *pieces], known, sent)
 
     def stored(self, thread_id: str, encoded: Encoded) -> None:
-        """Record that a put of ``encoded`` succeeded."""
+        """Record that a script stored ``encoded``."""
         self._memory.remember(thread_id, encoded.known)
 
     def forget(self, thread_id: str) -> None:
         """Drop what is remembered of a thread (deleted, or the memory proved wrong)."""
         self._memory.forget(thread_id)
 
-    def use_dictionary(self, thread_id: str, frame: bytes) -> None:
-        """Adopt the dictionary the thread holds (a put answered that it holds another)."""
-        contents = self._codec.dictionary_contents(frame, thread_id, None)
-        self._memory.remember(
-            thread_id, KnownPieces({}, self._codec.dictionary_id(contents), contents)
-        )
+    def refused(self, thread_id: str, reply: Any) -> bool:
+        """Learn from a script's refusal to store pieces; tell whether it was one.
 
-    async def decode(
-        self, thread_id: str, field: bytes, item: Any, read: ReadPieces
-    ) -> tuple[str, bytes] | None:
-        """Return the ``(type, bytes)`` of one value a read returned; ``None`` if it is absent.
+        ``{'dict', frame}``: the thread holds another dictionary, adopted
+        here; ``{'pieces'}``: pieces this client took for stored are not, so
+        it forgets what it knew of the thread and sends every one next time.
+        """
+        if not isinstance(reply, list) or not reply:
+            return False
+        if reply[0] == b"dict":
+            contents = self._codec.dictionary_contents(bytes(reply[1]), thread_id, None)
+            known = KnownPieces({}, self._codec.dictionary_id(contents), contents)
+            self._memory.remember(thread_id, known)
+            return True
+        if reply[0] == b"pieces":
+            self._memory.forget(thread_id)
+            return True
+        return False
+
+    async def decode(self, field: bytes, frame: bytes, read: ReadPieces) -> bytes:
+        """Return the bytes a value's frame holds, from the pieces a read returned.
 
         Raises:
             IntegrityError: the value, one of its pieces or the dictionary fails its checks.
         """
-        if item is None:
-            return None
-        raw = bytes(item)
-        size = raw[0]
-        stored = StoredVersion(raw[1 + size :], pieces=read.pieces, dictionary=read.dictionary)
-        data = await self._codec.unpack(stored, _value_id(field), 0)
-        return raw[1 : 1 + size].decode("utf-8"), data
+        stored = StoredVersion(frame, pieces=read.pieces, dictionary=read.dictionary)
+        return await self._codec.unpack(stored, _value_id(field), 0)
 
     def learn(self, thread_id: str, read: ReadPieces) -> None:
         """Remember the pieces a read showed the thread holds (so puts need not send them)."""

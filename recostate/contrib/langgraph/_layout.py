@@ -30,7 +30,7 @@ Inside those keys, with ``T(s)`` the byte length of ``s``, then ``|``, then ``s`
 
     index member / hash field       what
     c K                             a checkpoint (hash value: its record)
-    w T(ns) T(cid) | idx | task     a pending write (hash value: the write)
+    w T(ns) T(cid) | idx | task     a pending write (hash value: its item, then its frame)
     u T(run_id) K                   checkpoint K was written by that run
     d                               the thread has used a DeltaChannel
 
@@ -46,7 +46,10 @@ only the calls that span every thread (``list(None)``, ``delete_for_runs``)
 A checkpoint record starts with length-prefixed items the scripts read
 (``<n>:<bytes>``): parent id, run id, the root checkpoint a subgraph call
 started from, flags, the number of blob fields, the blob fields; the rest is
-the serialized checkpoint and metadata, which only Python reads.
+the serialized checkpoint and metadata, which only Python reads. A pending
+write is one such item (task id, channel, serializer type, task path and
+index, in msgpack), then the frame of its value (``_blobs``), whose chunks the
+thread's chunk store shares with its channel values.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from typing import Final
+
+import msgspec
 
 from recostate._storage.scripts import assemble, pieces_source
 from recostate.contrib.langgraph import _blobs
@@ -71,16 +76,19 @@ __all__ = [
     "READ",
     "RecordHead",
     "ThreadKeys",
+    "Write",
     "blob_channel",
     "blob_field",
     "checkpoint_key",
     "encode_record",
     "ns_tag",
     "parse_record",
+    "parse_write",
     "split_checkpoint_key",
     "thread_pattern",
     "thread_from_index_key",
     "write_field",
+    "write_item",
 ]
 
 HASH_TAG_LENGTH: Final = 16
@@ -229,6 +237,39 @@ def parse_record(value: bytes) -> RecordHead:
     return RecordHead(parent, items[5:], view[pos:])
 
 
+class Write(msgspec.Struct, array_like=True, frozen=True):
+    """The item at the start of a pending write: what the write is, without its value.
+
+    Attributes:
+        task_id, channel, type_, task_path, idx: as LangGraph gives them
+            (``type_``: the serializer's type name of the value).
+        frame: the frame of the value (filled by :func:`parse_write`).
+    """
+
+    task_id: str
+    channel: str
+    type_: str
+    task_path: str
+    idx: int
+    frame: bytes = b""
+
+
+_write_decoder = msgspec.msgpack.Decoder(Write)
+
+
+def write_item(task_id: str, channel: str, type_: str, task_path: str, idx: int) -> bytes:
+    """Return the item a pending write starts with (its value's frame follows it)."""
+    return _item(msgspec.msgpack.encode((task_id, channel, type_, task_path, idx)))
+
+
+def parse_write(value: bytes) -> Write:
+    """Split a stored pending write into its item and its value's frame."""
+    colon = value.index(b":")
+    end = colon + 1 + int(value[:colon])
+    write = _write_decoder.decode(value[colon + 1 : end])
+    return msgspec.structs.replace(write, frame=value[end:])
+
+
 _NAMES = ("H", "Z", *_blobs.KEY_NAMES)
 _KEYS = f"local {', '.join(_NAMES)} = {', '.join(f'KEYS[{i}]' for i in range(1, len(_NAMES) + 1))}\n"
 
@@ -290,14 +331,28 @@ local function expire(ttl)
   end
 end
 
-local function pending_writes(k)
+-- The frame of a pending write's value (after the item that describes it).
+local function write_frame(value)
+  local _, pos = read_item(value, 1)
+  return string.sub(value, pos)
+end
+
+-- The pending writes of checkpoint k; the pieces their frames name go to
+-- pieces (see blob_pieces).
+local function pending_writes(k, seen, pieces)
   local ws = members(writes_prefix(k))
   if #ws == 0 then return {} end
   local out = {}
   for i = 1, #ws, BATCH do
     local part = {}
     for j = i, math.min(i + BATCH - 1, #ws) do part[#part + 1] = ws[j] end
-    for _, v in ipairs(redis.call('HMGET', H, unpack(part))) do out[#out + 1] = v end
+    for _, v in ipairs(redis.call('HMGET', H, unpack(part))) do
+      out[#out + 1] = v
+      if v then
+        local frame = write_frame(v)
+        if kind_of(frame) == KIND_MANIFEST then blob_pieces(frame, seen, pieces) end
+      end
+    end
   end
   return out
 end
@@ -313,8 +368,13 @@ local function drop_checkpoint(k)
   end
   redis.call('ZREM', Z, 'c' .. k)
   local ws = members(writes_prefix(k))
+  for _, f in ipairs(ws) do
+    local write = redis.call('HGET', H, f)
+    if write then release(write_frame(write)) end
+  end
   batched('HDEL', H, ws)
   batched('ZREM', Z, ws)
+  collect_dictionary()
 end
 """
 
@@ -369,20 +429,45 @@ return 'ok'
 """,
 )
 
-#: Store pending writes: ARGV ttl_ms, then (field, value, upsert) triples. A
-#: write whose field exists is left alone unless upsert is '1' (special writes).
+#: Store pending writes: ARGV ttl_ms, m, then m (field, value, upsert)
+#: triples, then the tail ``_blobs.BlobCodec.encode`` gives (dictionary id,
+#: dictionary frame, piece id and frame pairs). A write whose field exists is
+#: left alone unless upsert is '1' (special writes); within one call, the last
+#: upsert of a field wins. Replies ``ok``, or (having written nothing)
+#: ``{'pieces'}`` | ``{'dict', frame}`` as PUT does.
 PUT_WRITES: Final = _script(
     "put_writes",
     r"""
-local ttl = tonumber(ARGV[1])
-for i = 2, #ARGV, 3 do
-  if ARGV[i + 2] == '1' then
-    redis.call('HSET', H, ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HSETNX', H, ARGV[i], ARGV[i + 1])
+local ttl, m = tonumber(ARGV[1]), tonumber(ARGV[2])
+local order, chosen, olds = {}, {}, {}
+for j = 0, m - 1 do
+  local i = 3 + 3 * j
+  local f = ARGV[i]
+  if chosen[f] == nil then
+    local old = redis.call('HGET', H, f)
+    if not old or ARGV[i + 2] == '1' then
+      order[#order + 1] = f
+      chosen[f] = i
+      if old then olds[#olds + 1] = old end
+    else
+      chosen[f] = false
+    end
+  elseif chosen[f] and ARGV[i + 2] == '1' then
+    chosen[f] = i
   end
-  redis.call('ZADD', Z, 0, ARGV[i])
 end
+local frames = {}
+for _, f in ipairs(order) do frames[#frames + 1] = write_frame(ARGV[chosen[f] + 1]) end
+local tail = 3 + 3 * m
+local refused = blob_pieces_put(frames, ARGV[tail], ARGV[tail + 1], tail + 2)
+if refused then return refused end
+for _, f in ipairs(order) do
+  redis.call('HSET', H, f, ARGV[chosen[f] + 1])
+  redis.call('ZADD', Z, 0, f)
+end
+-- Released after the new frames took their references: a piece both share stays.
+for _, old in ipairs(olds) do release(write_frame(old)) end
+if #olds > 0 then collect_dictionary() end
 expire(ttl)
 return 'ok'
 """,
@@ -408,7 +493,8 @@ local out, seen, pieces = {}, {}, {}
 for i, k in ipairs(ks) do
   local value = redis.call('HGET', H, 'c' .. k)
   if value then
-    out[i] = {k, value, blob_read(record_head(value).blobs, seen, pieces), pending_writes(k)}
+    local values = blob_read(record_head(value).blobs, seen, pieces)
+    out[i] = {k, value, values, pending_writes(k, seen, pieces)}
   else
     out[i] = false
   end

@@ -44,7 +44,7 @@ from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from recostate._persistence import RedisStatePersistence
 from recostate.contrib.langgraph import _blobs
 from recostate.contrib.langgraph import _layout as layout
-from recostate.contrib.langgraph._backend import StoreBackend
+from recostate.contrib.langgraph._backend import Script, StoreBackend
 from recostate.sync import RedisStatePersistence as SyncRedisStatePersistence
 
 __all__ = ["AsyncRecostateSaver", "RecostateSaver"]
@@ -343,31 +343,51 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             body=body,
         )
         key = layout.checkpoint_key(checkpoint_ns, checkpoint["id"])
-        tid = str(thread_id)
         send = [field for field, channel in fields.items() if channel in new_versions]
         dumped = {field: self.serde.dumps_typed(values[fields[field]]) for field in send}
         for _ in range(4):
-            encoded = await self._blobs.encode(
-                tid, [(field, *dumped[field]) for field in send]
-            )
-            args: builtins.list[bytes | int] = [self._ttl_ms(), key, record, *encoded.args]
-            reply = await self._backend.run(layout.PUT, self._keys(thread_id), args)
+
+            def args_of(encoded: _blobs.Encoded) -> builtins.list[bytes | int]:
+                tagged = [
+                    _blobs.tagged(dumped[field][0], frame)
+                    for field, frame in zip(send, encoded.frames, strict=True)
+                ]
+                return [self._ttl_ms(), key, record, len(send), *send, *tagged, *encoded.tail]
+
+            values_sent = [(field, dumped[field][1]) for field in send]
+            reply = await self._store_values(thread_id, layout.PUT, values_sent, args_of)
             if reply == b"ok":
-                self._blobs.stored(tid, encoded)
                 return _config(thread_id, checkpoint_ns, checkpoint["id"])
-            if reply[0] == b"missing":
-                # Values this checkpoint shares with older ones are gone
-                # (pruned, deleted, expired): send them too.
-                for raw in reply[1]:
-                    field = bytes(raw)
-                    send.append(field)
-                    dumped[field] = self.serde.dumps_typed(values[fields[field]])
-            elif reply[0] == b"dict":
-                self._blobs.use_dictionary(tid, bytes(reply[1]))
-            else:
-                # Pieces this client took for stored are not: send every one.
-                self._blobs.forget(tid)
+            # Values this checkpoint shares with older ones are gone (pruned,
+            # deleted, expired): send them too.
+            for raw in reply[1]:
+                field = bytes(raw)
+                send.append(field)
+                dumped[field] = self.serde.dumps_typed(values[fields[field]])
         raise RuntimeError(f"checkpoint {checkpoint['id']!r}: shared values kept disappearing")
+
+    async def _store_values(
+        self,
+        thread_id: Any,
+        script: Script,
+        values: builtins.list[tuple[bytes, bytes]],
+        args_of: Callable[[_blobs.Encoded], builtins.list[bytes | int]],
+    ) -> Any:
+        """Run a script that stores ``(field, data)`` values; return its reply.
+
+        A reply that refuses the pieces sent (the thread lacks some this
+        client took for stored, or holds another dictionary) is learnt from
+        and the values are encoded and sent again, up to twice.
+        """
+        tid = str(thread_id)
+        for _ in range(3):
+            encoded = await self._blobs.encode(tid, values)
+            reply = await self._backend.run(script, self._keys(thread_id), args_of(encoded))
+            if not self._blobs.refused(tid, reply):
+                if reply == b"ok":
+                    self._blobs.stored(tid, encoded)
+                return reply
+        raise RuntimeError(f"thread {tid!r}: the values' pieces kept disappearing")
 
     async def _put_writes(
         self,
@@ -381,15 +401,23 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         configurable = config["configurable"]
         checkpoint_ns: str = configurable.get("checkpoint_ns") or ""
         checkpoint_id: str = configurable["checkpoint_id"]
-        args: builtins.list[bytes | int] = [self._ttl_ms()]
+        items: builtins.list[tuple[bytes, bytes, bytes]] = []  # field, item, upsert
+        values: builtins.list[tuple[bytes, bytes]] = []
         for position, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, position)
-            entry = msgspec.msgpack.encode(
-                (task_id, channel, *self.serde.dumps_typed(value), task_path, idx)
-            )
+            type_, data = self.serde.dumps_typed(value)
+            item = layout.write_item(task_id, channel, type_, task_path, idx)
             field = layout.write_field(checkpoint_ns, checkpoint_id, task_id, idx)
-            args += [field, entry, b"1" if idx < 0 else b"0"]
-        await self._backend.run(layout.PUT_WRITES, self._keys(configurable["thread_id"]), args)
+            items.append((field, item, b"1" if idx < 0 else b"0"))
+            values.append((field, data))
+
+        def args_of(encoded: _blobs.Encoded) -> builtins.list[bytes | int]:
+            args: builtins.list[bytes | int] = [self._ttl_ms(), len(items)]
+            for (field, item, upsert), frame in zip(items, encoded.frames, strict=True):
+                args += [field, item + frame, upsert]
+            return args + encoded.tail
+
+        await self._store_values(configurable["thread_id"], layout.PUT_WRITES, values, args_of)
 
     async def _tuple(
         self, thread_id: Any, entry: builtins.list[Any], read: _blobs.ReadPieces
@@ -400,11 +428,11 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
         ckpt_type, ckpt_data, meta_type, meta_data = msgspec.msgpack.decode(head.body)
         checkpoint: Checkpoint = self.serde.loads_typed((ckpt_type, ckpt_data))
         values = dict(checkpoint["channel_values"])
-        tid = str(thread_id)
         for field, item in zip(head.blobs, blob_items, strict=True):
-            stored = await self._blobs.decode(tid, field, item, read)
-            if stored is not None:
-                values[layout.blob_channel(field)] = self.serde.loads_typed(stored)
+            if item is not None:
+                type_, frame = _blobs.untagged(bytes(item))
+                data = await self._blobs.decode(field, frame, read)
+                values[layout.blob_channel(field)] = self.serde.loads_typed((type_, data))
         checkpoint["channel_values"] = values
         return CheckpointTuple(
             config=_config(thread_id, checkpoint_ns, checkpoint_id),
@@ -413,13 +441,29 @@ class _RecostateSaverBase(BaseCheckpointSaver[str]):
             parent_config=(
                 _config(thread_id, checkpoint_ns, head.parent_id) if head.parent_id else None
             ),
-            pending_writes=self._writes(write_items),
+            pending_writes=await self._writes(checkpoint_ns, checkpoint_id, write_items, read),
         )
 
-    def _writes(self, items: builtins.list[Any]) -> builtins.list[PendingWrite]:
-        decoded = [msgspec.msgpack.decode(item) for item in items if item is not None]
-        decoded.sort(key=lambda w: writes_sort_key(w[4], w[0], w[5]))
-        return [(w[0], w[1], self.serde.loads_typed((w[2], w[3]))) for w in decoded]
+    async def _writes(
+        self,
+        checkpoint_ns: str,
+        checkpoint_id: str,
+        items: builtins.list[Any],
+        read: _blobs.ReadPieces,
+    ) -> builtins.list[PendingWrite]:
+        writes = []
+        for raw in items:
+            if raw is None:
+                continue
+            write = layout.parse_write(bytes(raw))
+            field = layout.write_field(checkpoint_ns, checkpoint_id, write.task_id, write.idx)
+            data = await self._blobs.decode(field, write.frame, read)
+            writes.append((write, data))
+        writes.sort(key=lambda w: writes_sort_key(w[0].task_path, w[0].task_id, w[0].idx))
+        return [
+            (write.task_id, write.channel, self.serde.loads_typed((write.type_, data)))
+            for write, data in writes
+        ]
 
     def _metadata(self, record: bytes) -> CheckpointMetadata:
         body = layout.parse_record(record).body
