@@ -3,6 +3,13 @@
 The store checks arguments, encodes and decodes through the codec
 (``recostate._codec``), keeps its counters and telemetry, and leaves every
 key, script and reply to the storage layer (``recostate._storage``).
+
+This module is longer than the others on purpose: it is the one public class
+whose methods are the documented API, each with the docstring users read in
+their editor; every method is a thin step (check the arguments, call the
+codec and the storage layer, count), and what is heavier lives in the layers
+below. Splitting the class across modules would scatter the API, not shorten
+any of its steps.
 """
 
 from __future__ import annotations

@@ -43,6 +43,10 @@ checkpoints are each one ``ZRANGEBYLEX``. Nothing is ever found with ``KEYS``;
 only the calls that span every thread (``list(None)``, ``delete_for_runs``)
 ``SCAN`` for the index keys.
 
+The module is long because it holds every script of the checkpointer beside
+the Python that builds their keys and arguments, so one file says all of the
+layout.
+
 A checkpoint record starts with length-prefixed items the scripts read
 (``<n>:<bytes>``): parent id, run id, the root checkpoint a subgraph call
 started from, flags, the number of blob fields, the blob fields; the rest is

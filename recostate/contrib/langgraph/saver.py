@@ -11,8 +11,13 @@ Both classes share one implementation, written as coroutines
   so ``graph.invoke`` works from plain threads; its async methods await that
   loop.
 
-How a thread is stored is described in ``_layout``; channel values go through
-the blob store (``_blobs``).
+How a thread is stored is described in ``_layout``; channel values and
+pending writes go through the blob store (``_blobs``).
+
+This module is longer than most on purpose: LangGraph's ``BaseCheckpointSaver``
+asks for every operation twice (blocking and async) on each of the two
+classes, and those thin entry points, with the docstrings users read, sit
+beside the one coroutine each calls.
 """
 
 from __future__ import annotations
