@@ -278,6 +278,9 @@ class StateStorage:
     ) -> replies.Loaded | None:
         """Read a version (the head for ``None``) with its pieces and the state's dictionary.
 
+        The head is one plain ``HGET`` of its record when its frame is whole
+        or every piece it needs is held; otherwise (and for other versions)
+        the load script reads it.
         ``held``: what the client holds of the state: those pieces (and the
         dictionary) are not sent, and the reply's ``stored.held`` is ``held``.
         When many chunks are needed the script names them and they are read
@@ -321,7 +324,13 @@ class StateStorage:
         return replies.parse_held(reply, ids)
 
     async def _head(self, keys: StateKeys, held: KnownPieces | None) -> replies.Loaded | None:
-        """Return the head from its record if it needs no piece the client lacks, else ``None``."""
+        """Return the head from its record if it needs no piece the client lacks, else ``None``.
+
+        A whole frame needs nothing else (dictionaries only ever compress
+        chunks). A manifest is read here only when the client holds every
+        node and chunk it reaches, contents included, so neither a piece nor
+        the dictionary has to come from the server; the script reads the rest.
+        """
         record = await self._executor.command("HGET", keys.all[2], scripts.HEAD_FIELD)
         if not record or len(record) <= scripts.HEAD_RECORD.size:
             return None  # no such state (or a 0.1 one): the script says which
