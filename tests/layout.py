@@ -14,9 +14,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from recostate._storage.keys import KeySpace, StateKeys
+from recostate._storage.scripts import HEAD_FIELD, HEAD_RECORD
 
 __all__ = [
     "aget_version",
+    "ahead_record",
     "aset_version",
     "get_version",
     "set_version",
@@ -31,13 +33,30 @@ def state_keys(prefix: str, state_id: str) -> StateKeys:
 
 
 def versions_key(prefix: str, state_id: str) -> bytes:
-    """The hash that holds a state's version frames, one field per version number."""
+    """The hash that holds a state's version frames: the head's record, then one field per older version."""
     return state_keys(prefix, state_id).all[2]
 
 
+def _split_head(record: Any, version: int) -> tuple[bytes, bytes] | None:
+    """The head record's 16-byte prefix and frame, if ``record`` is version ``version``'s."""
+    if not isinstance(record, bytes) or len(record) < HEAD_RECORD.size:
+        return None
+    number, _ = HEAD_RECORD.unpack_from(record)
+    if int(number) != version:
+        return None
+    return record[: HEAD_RECORD.size], record[HEAD_RECORD.size :]
+
+
 def get_version(client: redis.Redis, prefix: str, state_id: str, version: int) -> bytes:
-    """The stored frame of a version (its manifest, for a chunked one)."""
-    frame = client.hget(versions_key(prefix, state_id), str(version))
+    """The stored frame of a version (its manifest, for a chunked one).
+
+    The head's frame is read from its record (field ``h``, after the 16-byte
+    prefix of its number and the state's creation time); older versions from
+    the field named by their number.
+    """
+    key = versions_key(prefix, state_id)
+    head = _split_head(client.hget(key, HEAD_FIELD), version)
+    frame = head[1] if head is not None else client.hget(key, str(version))
     assert isinstance(frame, bytes), f"version {version} of {state_id!r} is not stored"
     return frame
 
@@ -45,15 +64,22 @@ def get_version(client: redis.Redis, prefix: str, state_id: str, version: int) -
 def set_version(
     client: redis.Redis, prefix: str, state_id: str, version: int, frame: bytes
 ) -> None:
-    """Replace the stored frame of a version."""
-    client.hset(versions_key(prefix, state_id), str(version), frame)
+    """Replace the stored frame of a version (the head's inside its record)."""
+    key = versions_key(prefix, state_id)
+    head = _split_head(client.hget(key, HEAD_FIELD), version)
+    if head is not None:
+        client.hset(key, HEAD_FIELD, head[0] + frame)
+    else:
+        client.hset(key, str(version), frame)
 
 
 async def aget_version(
     client: aioredis.Redis | RedisCluster, prefix: str, state_id: str, version: int
 ) -> bytes:
     """:func:`get_version` on an asyncio client."""
-    frame: Any = await client.hget(versions_key(prefix, state_id), str(version))
+    key = versions_key(prefix, state_id)
+    head = _split_head(await client.hget(key, HEAD_FIELD), version)
+    frame: Any = head[1] if head is not None else await client.hget(key, str(version))
     assert isinstance(frame, bytes), f"version {version} of {state_id!r} is not stored"
     return frame
 
@@ -62,7 +88,23 @@ async def aset_version(
     client: aioredis.Redis | RedisCluster, prefix: str, state_id: str, version: int, frame: bytes
 ) -> None:
     """:func:`set_version` on an asyncio client."""
-    await client.hset(versions_key(prefix, state_id), str(version), frame)
+    key = versions_key(prefix, state_id)
+    head = _split_head(await client.hget(key, HEAD_FIELD), version)
+    if head is not None:
+        await client.hset(key, HEAD_FIELD, head[0] + frame)
+    else:
+        await client.hset(key, str(version), frame)
+
+
+async def ahead_record(
+    client: aioredis.Redis | RedisCluster, prefix: str, state_id: str
+) -> tuple[int, int, bytes] | None:
+    """A state's head record: (version, the state's created_at_ms, frame), or ``None``."""
+    record: Any = await client.hget(versions_key(prefix, state_id), HEAD_FIELD)
+    if record is None:
+        return None
+    version, created = HEAD_RECORD.unpack_from(record)
+    return int(version), int(created), bytes(record[HEAD_RECORD.size :])
 
 
 def key_ttls(url: str, prefix: str, state_id: str) -> dict[bytes, int]:

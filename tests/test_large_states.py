@@ -19,6 +19,7 @@ from recostate._codec.states import DECODE_STEP, StateCodec, UndecodableState
 from recostate._storage.scripts import assemble
 
 from .conftest import MakeStore
+from .layout import aget_version, aset_version
 
 BOUNDED = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -152,18 +153,19 @@ async def test_saving_an_unchanged_state_again_does_not_cut_it_again(
 
 
 async def test_a_large_state_that_does_not_decode_is_an_integrity_error(
-    make_store: MakeStore, raw_redis: Any
+    make_store: MakeStore, raw_redis: Any, key_prefix: str
 ) -> None:
     store: RedisStatePersistence = make_store(chunk_threshold=None)
     state = {"items": ["x" * 100 + str(i) for i in range(30_000)]}
     await store.save("whole", state)
-    key = store.storage.keys("whole").all[2]
-    parsed = frames.parse(await raw_redis.hget(key, b"1"))
+    parsed = frames.parse(await aget_version(raw_redis, key_prefix, "whole", 1))
     # Its checksum holds, its size is right, but its last byte is no msgpack:
     # only decoding (in steps, for a state this large) can tell.
     raw = msgspec.msgpack.encode(state)
     bad = raw[:-1] + b"\xc1"
-    await raw_redis.hset(key, b"1", frames.pack(frames.KIND_VERSION, 0, bytes(parsed.header), bad))
+    await aset_version(
+        raw_redis, key_prefix, "whole", 1, frames.pack(frames.KIND_VERSION, 0, bytes(parsed.header), bad)
+    )
     with pytest.raises(IntegrityError, match="does not decode"):
         await make_store().load("whole")
 

@@ -19,6 +19,7 @@ from recostate import RedisStatePersistence
 from recostate._redis.executor import Executor, RetryPolicy
 from recostate._redis.pipeline import AutoPipeline
 from recostate.testing import EmbeddedRedis, find_server
+from tests.layout import aget_version
 
 pytestmark = pytest.mark.integration
 
@@ -311,8 +312,7 @@ async def test_readable_fields_passed_with_a_save_equal_the_scripts_own(
             await persistence.rollback(state_id, 1)
             keys = persistence.storage.keys(state_id)
             stored = await client.hgetall(keys.state)
-            frame = await client.hget(keys.all[2], "3")
-            assert isinstance(frame, bytes)
+            frame = await aget_version(client, persistence.config.key_prefix, state_id, 3)
             # What the scripts write when they read the frame header themselves
             # (delete_version, promoting an older version to the head).
             script = common_source() + "return head_fields(3, ARGV[4])"

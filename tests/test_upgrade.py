@@ -24,6 +24,7 @@ from redis.asyncio.cluster import RedisCluster
 from recostate import RedisStatePersistence
 from recostate.cli import cli
 from tests.conftest import ServerHandle
+from tests.layout import ahead_record, state_keys
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +128,14 @@ async def test_a_store_reads_and_writes_0_1_states_upgrading_each_when_first_tou
         assert await signed.list_states(tag="signed") == ["signed"]
     # Every state was touched: nothing of the 0.1 layout is left.
     assert _legacy_keys(await _all_keys(raw_redis, key_prefix)) == []
+    # Each head is in its record (one HGET reads it), not under its number too.
+    for state_id in expected():
+        keys = state_keys(key_prefix, state_id)
+        head_number: Any = await raw_redis.hget(keys.state, "version")
+        created: Any = await raw_redis.hget(keys.state, "created_at_ms")
+        record = await ahead_record(raw_redis, key_prefix, state_id)
+        assert record is not None and record[:2] == (int(head_number), int(created)), state_id
+        assert not await raw_redis.hexists(keys.all[2], head_number), state_id
 
 
 async def test_an_upgraded_state_keeps_its_expiry_on_every_key(

@@ -6,7 +6,10 @@ hex digits of SHA-1 over the UTF-8 bytes of the state id::
     P:{H}:s:<id>   hash    the state: format, head version, last version given,
                            created_at, and the head's metadata in readable fields
     P:{H}:l:<id>   list    the stored version numbers, oldest first
-    P:{H}:v:<id>   hash    version number -> its frame (a whole state, or a manifest)
+    P:{H}:v:<id>   hash    ``h``: the head's record (its number and the state's
+                           creation time, big-endian doubles, then its frame);
+                           older version number -> its frame (a whole state,
+                           or a manifest)
     P:{H}:c:<id>   hash    piece id -> chunk or manifest node frame; ``d``: the
                            state's compression dictionary, ``i``: its id
     P:{H}:r:<id>   hash    piece id -> how many versions and nodes refer to it

@@ -15,6 +15,7 @@ NOSCRIPT (after a restart or a failover), by the executor.
 from __future__ import annotations
 
 import re
+import struct
 from importlib import resources
 from typing import Final
 
@@ -28,6 +29,8 @@ __all__ = [
     "DELETE",
     "DELETE_VERSION",
     "FORMAT",
+    "HEAD_FIELD",
+    "HEAD_RECORD",
     "FRAME",
     "HELD",
     "LOAD",
@@ -57,6 +60,10 @@ WRITE_MEMORY: Final = 32
 # A remembered write: its id, then the version it wrote as a big-endian double
 # (Lua's numbers are doubles; versions stay below 2**53).
 _WRITE_RECORD: Final = WRITE_ID_SIZE + 8
+#: The versions hash's field holding the head: a record of the head's number
+#: and the state's creation time (big-endian doubles), then its frame.
+HEAD_FIELD: Final = b"h"
+HEAD_RECORD: Final = struct.Struct(">dd")
 
 
 def lua_constants() -> dict[str, int | str]:
@@ -75,6 +82,8 @@ def lua_constants() -> dict[str, int | str]:
         "WRITE_RECORD": _WRITE_RECORD,
         "WRITE_MEMORY": WRITE_MEMORY,
         "CODECS": "{" + codecs + "}",
+        "HEAD": f"'{HEAD_FIELD.decode()}'",
+        "HEAD_PREFIX": HEAD_RECORD.size,
     }
 
 

@@ -25,7 +25,9 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from recostate._codec.versions import EncodedVersion, KnownPieces
+from recostate._codec.frame import KIND_MANIFEST
+from recostate._codec.manifest import body_refs, refs_of_frame
+from recostate._codec.versions import EncodedVersion, KnownPieces, StoredVersion
 from recostate._redis import Executor
 from recostate._redis.script import Script
 from recostate._storage import replies, scripts
@@ -72,6 +74,21 @@ def head_fields(version: EncodedVersion) -> tuple[str, ...]:
         str(header.ttl) if header.ttl else "",
         str(header.rolled_back_from) if header.rolled_back_from else "",
     )
+
+
+def _holds_all(held: KnownPieces | None, refs: list[bytes]) -> bool:
+    """Tell whether the client holds every piece these refer to, through its nodes."""
+    if held is None:
+        return False
+    pending = list(refs)
+    while pending:
+        ident = pending.pop()
+        body = held.nodes.get(ident)
+        if body is not None:
+            pending.extend(body_refs(body))
+        elif ident not in held.chunks:
+            return False
+    return True
 
 
 class Written:
@@ -261,6 +278,9 @@ class StateStorage:
     ) -> replies.Loaded | None:
         """Read a version (the head for ``None``) with its pieces and the state's dictionary.
 
+        The head is one plain ``HGET`` of its record when its frame is whole
+        or every piece it needs is held; otherwise (and for other versions)
+        the load script reads it.
         ``held``: what the client holds of the state: those pieces (and the
         dictionary) are not sent, and the reply's ``stored.held`` is ``held``.
         When many chunks are needed the script names them and they are read
@@ -268,6 +288,12 @@ class StateStorage:
         server than copying them through Lua); if a concurrent trim took some
         in between, the whole read is made again, once.
         """
+        if version is None:
+            # The head in one plain HGET: its record carries its number and
+            # the state's creation time beside its frame.
+            head = await self._head(keys, held)
+            if head is not None:
+                return head
         skip: list[Arg] = []
         dictionary_id = b""
         if held is not None:
@@ -296,6 +322,23 @@ class StateStorage:
         """Ask which of the pieces ``ids`` the state holds (and its dictionary), reading none."""
         reply = await self._executor.run(scripts.HELD, keys.all, self._args(keys, ids), 16 * len(ids))
         return replies.parse_held(reply, ids)
+
+    async def _head(self, keys: StateKeys, held: KnownPieces | None) -> replies.Loaded | None:
+        """Return the head from its record if it needs no piece the client lacks, else ``None``.
+
+        A whole frame needs nothing else (dictionaries only ever compress
+        chunks). A manifest is read here only when the client holds every
+        node and chunk it reaches, contents included, so neither a piece nor
+        the dictionary has to come from the server; the script reads the rest.
+        """
+        record = await self._executor.command("HGET", keys.all[2], scripts.HEAD_FIELD)
+        if not record or len(record) <= scripts.HEAD_RECORD.size:
+            return None  # no such state (or a 0.1 one): the script says which
+        version, created = scripts.HEAD_RECORD.unpack_from(record)
+        frame = record[scripts.HEAD_RECORD.size :]
+        if frame[2:3] == bytes((KIND_MANIFEST,)) and not _holds_all(held, refs_of_frame(frame)):
+            return None
+        return replies.Loaded(int(version), int(created), StoredVersion(frame, held=held))
 
     def remember(self, keys: StateKeys, known: KnownPieces) -> None:
         """Record what a successful load showed the server holds for the state."""

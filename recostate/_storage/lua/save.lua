@@ -13,11 +13,11 @@ local cur = redis.call('HMGET', S, 'version', 'last', 'created_at_ms', 'tags', '
 if cur[1] and not cur[5] then return legacy_reply() end
 local memory = redis.call('GET', D) or ''
 local done = find_write(memory, wid)
+local head = tonumber(cur[1] or '0')
 if done then
-  local old = redis.call('HGET', V, done)
+  local old = frame_of(done, head)
   return {'dup', done, cur[3] or ARGV[9], old and head_of(old) or false}
 end
-local head = tonumber(cur[1] or '0')
 local last = tonumber(cur[2] or '0')
 if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= head then return {'conflict', head} end
 local v
@@ -47,13 +47,17 @@ end
 -- has nothing to release, collect or expire there: one EXISTS spares the
 -- calls each of those would make.
 local pieces = redis.call('EXISTS', C, R) > 0
-redis.call('HSET', V, v, frame)
 local created = cur[3]
 if not created then
   created = ARGV[9]
   redis.call('HSET', S, 'state_id', SID, 'created_at', iso(tonumber(created)),
     'created_at_ms', created, 'fmt', FORMAT)
+else
+  -- The old head's frame goes to its number; the new version is the head.
+  local old = redis.call('HGET', V, HEAD)
+  if old then redis.call('HSET', V, head, string.sub(old, HEAD_PREFIX + 1)) end
 end
+redis.call('HSET', V, HEAD, head_record(v, tonumber(created), frame))
 redis.call('HSET', S, 'version', v, 'last', v, 'updated_at', ARGV[11], 'size_bytes', ARGV[12],
   'stored_bytes', ARGV[13], 'compression_type', ARGV[14], 'checksum', ARGV[15],
   'tags', tags_json(new_tags), 'ttl', ARGV[16], 'rolled_back_from', ARGV[17])

@@ -29,7 +29,8 @@ local function hex(s)
   return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
 end
 
--- Delete version v's frame and release what it referred to.
+-- Delete version v's frame and release what it referred to. Never the head's:
+-- retention and prune drop the oldest, and the head is always the newest.
 local function drop_version(v)
   local frame = redis.call('HGET', V, v)
   redis.call('HDEL', V, v)
@@ -120,6 +121,25 @@ local function find_write(memory, wid)
   end
 end
 
+-- The head is kept in the versions hash under HEAD, as a record: its number
+-- and the state's creation time (two big-endian doubles), then its frame.
+-- A reader of the head needs one plain HGET; older versions are fields
+-- named by their numbers. A save moves the old head's frame to its number.
+local function head_record(v, created, frame)
+  return struct.pack('>dd', v, created) .. frame
+end
+
+-- The frame of version v (a number), head being the head's number. A head
+-- without a record (a state written before records, by an unreleased 0.2
+-- development build) is still read from its number rather than lost.
+local function frame_of(v, head)
+  if v == head then
+    local record = redis.call('HGET', V, HEAD)
+    if record then return string.sub(record, HEAD_PREFIX + 1) end
+  end
+  return redis.call('HGET', V, v)
+end
+
 -- The version a read asks for ('' the head) and its frame, with the state's
 -- creation time: v, created_ms, frame; nil when there is no such state or
 -- version; or the string 'legacy' for a 0.1 state.
@@ -127,8 +147,9 @@ local function read_version(asked)
   local cur = redis.call('HMGET', S, 'version', 'created_at_ms', 'fmt')
   if not cur[1] then return nil end
   if not cur[3] then return 'legacy' end
-  local v = asked == '' and cur[1] or asked
-  local frame = redis.call('HGET', V, v)
+  local head = tonumber(cur[1])
+  local v = asked == '' and head or tonumber(asked)
+  local frame = frame_of(v, head)
   if not frame then return nil end
-  return tonumber(v), cur[2], frame
+  return v, cur[2], frame
 end

@@ -20,8 +20,26 @@ end
 redis.call('DEL', KEYS[7], KEYS[8])
 redis.call('HSET', S, 'fmt', FORMAT)
 if moved == 0 then
-  redis.call('DEL', S)
-elseif pttl > 0 then
+  redis.call('DEL', S, L, V)
+  return 0
+end
+-- The head goes to its record (a reader of the head needs one HGET). If the
+-- head's own version is gone, the newest stored becomes the head, with its
+-- readable fields and tags.
+local cur = redis.call('HMGET', S, 'version', 'created_at_ms')
+local head = tonumber(cur[1])
+local frame = head and redis.call('HGET', V, head)
+if not frame then
+  head = tonumber(redis.call('LINDEX', L, -1))
+  frame = redis.call('HGET', V, head)
+  local fields, new_tags = head_fields(head, frame)
+  local old_tags = head_tags()
+  redis.call('HSET', S, unpack(fields))
+  update_tags(old_tags, new_tags)
+end
+redis.call('HSET', V, HEAD, head_record(head, tonumber(cur[2] or '0'), frame))
+redis.call('HDEL', V, head)
+if pttl > 0 then
   redis.call('PEXPIRE', L, pttl)
   redis.call('PEXPIRE', V, pttl)
 end
