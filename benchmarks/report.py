@@ -215,7 +215,7 @@ def run_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per server line: the headline ratios and where the time went (issue 11's table)."""
+    """One row per server line: the headline ratios and where the time went."""
     rows = []
     for line in results["lines"]:
         cells = line["cells"]
