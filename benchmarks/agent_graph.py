@@ -490,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=Plan.concurrency)
     parser.add_argument("--rounds", type=int, default=Plan.rounds)
     parser.add_argument("--output", type=Path, help="also write the JSON here")
+    parser.add_argument("--chart", type=Path, help="also draw the figures as a PNG here")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     plan = Plan(args.threads, args.steps, args.concurrency, args.rounds)
@@ -503,6 +504,17 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     if args.output:
         args.output.write_text(json.dumps(result, indent=1) + "\n")
+    if args.chart:
+        from benchmarks.report import write_chart
+
+        # The full run's chart, with the agent graph's row alone.
+        summary = {"summary": result["server"]}
+        note = write_chart(
+            {"lines": [], "agent_graph": result, "mode": "agent graph", "machine": summary},
+            args.chart,
+        )
+        if note:
+            print(f"note: {note}")
     return 0
 
 
