@@ -301,9 +301,10 @@ class BlobCodec:
             if version.dictionary_frame:
                 dictionary_frame = version.dictionary_frame
                 known.dictionary_id, known.dictionary = version.dictionary_id, version.dictionary
+            # The codec sends only what known lacks, and known grows with
+            # each value, so no piece goes twice.
             for ident, piece in version.pieces:
-                if ident not in known.sizes:
-                    pieces += (ident, piece)
+                pieces += (ident, piece)
             known.sizes.update(version.refs)
             frames.append(version.frame)
             sent += version.sent_bytes
@@ -327,14 +328,18 @@ class BlobCodec:
         if not isinstance(reply, list) or not reply:
             return False
         if reply[0] == b"dict":
-            contents = self._codec.dictionary_contents(bytes(reply[1]), thread_id, None)
-            known = KnownPieces({}, self._codec.dictionary_id(contents), contents)
-            self._memory.remember(thread_id, known)
+            dictionary_id, contents = self._dictionary(bytes(reply[1]), thread_id)
+            self._memory.remember(thread_id, KnownPieces({}, dictionary_id, contents))
             return True
         if reply[0] == b"pieces":
             self._memory.forget(thread_id)
             return True
         return False
+
+    def _dictionary(self, frame: bytes, thread_id: str) -> tuple[bytes, bytes]:
+        """Return the id and contents of a thread's dictionary frame, checked."""
+        contents = self._codec.dictionary_contents(frame, thread_id, None)
+        return self._codec.dictionary_id(contents), contents
 
     async def decode(self, field: bytes, frame: bytes, read: ReadPieces) -> bytes:
         """Return the bytes a value's frame holds, from the pieces a read returned.
@@ -355,8 +360,7 @@ class BlobCodec:
         if held and held.dictionary_id:
             dictionary_id, dictionary = held.dictionary_id, held.dictionary
         elif read.dictionary is not None:
-            dictionary = self._codec.dictionary_contents(read.dictionary, thread_id, None)
-            dictionary_id = self._codec.dictionary_id(dictionary)
+            dictionary_id, dictionary = self._dictionary(read.dictionary, thread_id)
         else:
             dictionary_id, dictionary = b"", b""
         self._memory.remember(thread_id, KnownPieces(sizes, dictionary_id, dictionary))
