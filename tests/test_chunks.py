@@ -25,6 +25,8 @@ from recostate._codec.chunking import (
 from recostate._codec.manifest import TreeParams, body_refs, expand, plan
 from recostate._signing import SigningKeys
 
+from .strategies import msgpack_states
+
 BOUNDED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SMALL = ChunkingParams(target=64, max_chunk=256, inline_max=16)
 
@@ -107,19 +109,71 @@ def test_manifests_stay_small_as_a_state_grows() -> None:
         assert len(body_refs(made.body)) <= tree.top_max + 4 * tree.fanout
 
 
+# -- cutting again from an earlier cut ----------------------------------------------------
+
+
+def _same_plan(left: Any, right: Any) -> bool:
+    return (
+        left.body == right.body
+        and {k: bytes(v) for k, v in left.chunks.items()}
+        == {k: bytes(v) for k, v in right.chunks.items()}
+        and {k: bytes(v) for k, v in left.nodes.items()}
+        == {k: bytes(v) for k, v in right.nodes.items()}
+    )
+
+
+def test_a_grown_list_cut_from_its_previous_cut_hashes_only_the_new_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from recostate._codec import manifest
+
+    rng = random.Random(5)
+    messages = [message(rng, i) for i in range(60)]
+    tree = TreeParams()
+    previous = None
+    hashed: list[int] = []
+    real_piece_id = manifest.piece_id
+
+    def counting(tag: bytes, contents: bytes | memoryview) -> bytes:
+        hashed.append(len(contents))
+        return real_piece_id(tag, contents)
+
+    for steps in range(10, 61, 10):
+        # A bare list: its msgpack header grows from 1 to 3 bytes at 16 elements.
+        raw = msgspec.msgpack.encode(messages[:steps])
+        fresh = plan(raw, ChunkingParams(), tree)
+        monkeypatch.setattr(manifest, "piece_id", counting)
+        hashed.clear()
+        again = plan(raw, ChunkingParams(), tree, previous)
+        monkeypatch.setattr(manifest, "piece_id", real_piece_id)
+        assert _same_plan(fresh, again)
+        if previous is not None:
+            # The ten new messages' chunks and a few nodes, not the whole list.
+            assert sum(hashed) < len(raw) - len(previous.raw) + 2000
+        previous = again.cut
+
+
+def test_a_cut_of_other_bytes_is_never_reused_wrongly() -> None:
+    rng = random.Random(6)
+    messages = [message(rng, i) for i in range(40)]
+    tree = TreeParams()
+    old = plan(msgspec.msgpack.encode(messages), ChunkingParams(), tree)
+    edited = [dict(m) for m in messages]
+    edited[3]["content"] = edited[3]["content"].upper()  # same length, other bytes
+    for state in (edited, messages[:20], {"messages": messages}, messages[5:]):
+        raw = msgspec.msgpack.encode(state)
+        assert _same_plan(
+            plan(raw, ChunkingParams(), tree, old.cut), plan(raw, ChunkingParams(), tree)
+        )
+    # Cut with other chunk sizes: nothing is reused.
+    raw = msgspec.msgpack.encode(messages + messages[:1])
+    small = plan(raw, SMALL, tree, old.cut)
+    assert _same_plan(small, plan(raw, SMALL, tree))
+
+
 # -- round trips, for anything ------------------------------------------------------------
 
-JSONISH = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text()
-    | st.binary(),
-    lambda children: st.lists(children, max_size=12)
-    | st.dictionaries(st.text(max_size=8) | st.integers(-(2**63), 2**63), children, max_size=12),
-    max_leaves=200,
-)
+JSONISH = msgpack_states(max_leaves=200, max_items=12)
 
 
 @BOUNDED

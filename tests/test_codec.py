@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from recostate import CompressionType, IntegrityError, PayloadTooLargeError, SerializationError
 from recostate._codec import Codec, EncodedVersion, StoredVersion, VersionHeader, VersionInfo
 
+from .strategies import msgpack_states
+
 FrameHeader = VersionHeader
 
 PREFIX = struct.Struct(">2sBBBBI")
@@ -519,12 +521,7 @@ def test_consistent_forgeries_decode_or_raise_integrity_error(
 
 @BOUNDED
 @given(
-    st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
-        | st.text(max_size=50) | st.binary(max_size=50),
-        lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
-        max_leaves=30,
-    ),
+    msgpack_states(max_leaves=30, max_items=5, max_bytes=50, int_keys=False),
     st.sampled_from(list(CompressionType)),
     st.integers(0, 64),
 )

@@ -20,6 +20,7 @@ from recostate._storage.scripts import assemble
 
 from .conftest import MakeStore
 from .layout import aget_version, aset_version
+from .strategies import msgpack_states
 
 BOUNDED = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -62,17 +63,7 @@ def test_decoding_in_steps_gives_what_one_call_gives_and_pauses_between_steps() 
 
 @BOUNDED
 @given(
-    st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-        | st.floats(allow_nan=False)
-        | st.text()
-        | st.binary(),
-        lambda inner: st.lists(inner)
-        | st.dictionaries(st.text() | st.integers(min_value=-(2**63), max_value=2**64 - 1), inner),
-        max_leaves=40,
-    ),
+    msgpack_states(max_leaves=40),
     st.integers(min_value=0, max_value=3),
 )
 def test_any_state_decodes_in_steps_as_in_one_call(state: Any, repeat: int) -> None:

@@ -60,6 +60,13 @@ async def _until(condition: object, what: str) -> None:
     raise AssertionError(f"never happened: {what}")
 
 
+async def _two_connections(pipeline: AutoPipeline) -> None:
+    # From idle, the first caller goes out alone and the rest share a batch on
+    # a second connection: both are open (their handshakes done) before a
+    # test pauses the server, which would hold a new connection's handshake.
+    await asyncio.gather(*(pipeline.execute("PING") for _ in range(8)))
+
+
 def _break(connection: object) -> None:
     writer = getattr(connection, "_writer", None)
     assert writer is not None
@@ -67,9 +74,10 @@ def _break(connection: object) -> None:
 
 
 async def _warm(store: RedisStatePersistence) -> None:
-    # The first call of each script on a fresh server is answered NOSCRIPT and resent.
+    # The first call of each script on a fresh server is answered NOSCRIPT and
+    # resent; concurrent calls open the pipeline's two connections.
     await store.save("warm", 0)
-    await store.load("warm")
+    await asyncio.gather(*(store.load("warm") for _ in range(8)))
 
 
 def _pipeline_of(store: RedisStatePersistence) -> AutoPipeline:
@@ -149,10 +157,13 @@ async def test_cancelled_callers_never_shift_replies(
         await client.set(f"k{i}", f"value-{i}".encode())
     pipeline = AutoPipeline(client)
     try:
+        await _two_connections(pipeline)
+        before = pipeline.requests
         await _pause_server(server.url)
+        # The first goes out alone (and is cancelled below), the rest in a batch.
         tasks = [asyncio.create_task(pipeline.execute("GET", f"k{i}")) for i in range(40)]
         # Every request written and waiting for its reply.
-        await _until(lambda: pipeline.requests == 40 and pipeline.queued == 0, "all sent")
+        await _until(lambda: pipeline.requests - before == 40 and pipeline.queued == 0, "all sent")
         await asyncio.sleep(0.05)
         for task in tasks[::3]:
             task.cancel()
@@ -186,21 +197,67 @@ async def test_a_queued_request_whose_caller_is_cancelled_is_never_sent(
         await pipeline.aclose()
 
 
+async def test_a_caller_cancelled_alone_leaves_no_reply_behind(
+    server: EmbeddedRedis, client: aioredis.Redis
+) -> None:
+    for i in range(3):
+        await client.set(f"k{i}", f"value-{i}".encode())
+    pool = client.connection_pool
+    pipeline = AutoPipeline(client)
+    try:
+        await _pause_server(server.url)
+        alone = asyncio.create_task(pipeline.execute("GET", "k1"))
+        await _until(lambda: pipeline.requests == 1, "sent alone")
+        alone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await alone
+        # Its reply was never read: the connection it went out on is closed,
+        # so the next caller, on whichever connection, reads its own reply.
+        assert await pipeline.execute("GET", "k2") == b"value-2"
+        assert await pipeline.execute("GET", "k0") == b"value-0"
+        await asyncio.sleep(0)
+        await _until(lambda: not pool._in_use_connections, "connections given back")
+    finally:
+        await pipeline.aclose()
+
+
+async def test_back_to_back_calls_reuse_one_connection(client: aioredis.Redis) -> None:
+    await client.set("k", b"v")
+    pool = client.connection_pool
+    pipeline = AutoPipeline(client)
+    try:
+        for _ in range(50):
+            assert await pipeline.execute("GET", "k") == b"v"
+        # Kept between the calls (no pool round per call), given back once idle.
+        assert len(pool._in_use_connections) + len(pool._available_connections) == 1
+        await _until(lambda: not pool._in_use_connections, "connection given back")
+        assert (pipeline.batches, pipeline.requests) == (50, 50)
+    finally:
+        await pipeline.aclose()
+    assert not pool._in_use_connections
+
+
 async def test_lost_connection_fails_exactly_the_requests_on_it(
     server: EmbeddedRedis, client: aioredis.Redis
 ) -> None:
     for i in range(20):
         await client.set(f"k{i}", str(i).encode())
-    pipeline = AutoPipeline(client, lanes=1)
+    pipeline = AutoPipeline(client, lanes=2)
     try:
+        await _two_connections(pipeline)
+        before = pipeline.requests
         await _pause_server(server.url)
+        # One request alone on one connection, nine in a batch on the other.
         on_wire = [asyncio.create_task(pipeline.execute("GET", f"k{i}")) for i in range(10)]
-        await _until(lambda: pipeline.requests == 10, "first batch sent")
-        (connection,) = client.connection_pool._in_use_connections
+        await _until(lambda: pipeline.requests - before == 10, "first requests sent")
+        connections = list(client.connection_pool._in_use_connections)
+        assert len(connections) == 2
+        # Both lanes busy: these wait for a connection.
         queued = [asyncio.create_task(pipeline.execute("GET", f"k{i}")) for i in range(10, 20)]
         await _until(lambda: pipeline.queued == 10, "second batch queued")
-        # The socket breaks under the first batch, as when a server or a router drops it.
-        _break(connection)
+        # The sockets break under the requests, as when a server or a router drops them.
+        for connection in connections:
+            _break(connection)
         lost = await asyncio.gather(*on_wire, return_exceptions=True)
         assert all(isinstance(result, rexc.ConnectionError) for result in lost)
         # Each caller raises its own error object.
@@ -215,7 +272,7 @@ async def test_saves_on_a_lost_connection_are_retried_once_each(
     server: EmbeddedRedis, client: aioredis.Redis
 ) -> None:
     async with RedisStatePersistence(server.url, key_prefix="lost", retry_backoff=0.01) as store:
-        await store.save("warm", 0)
+        await _warm(store)
         pool = store._executor._get_client().connection_pool  # type: ignore[union-attr]
         pipeline = _pipeline_of(store)
         before = pipeline.requests
@@ -269,9 +326,11 @@ async def test_large_requests_skip_the_pipeline(server: EmbeddedRedis) -> None:
 async def test_closing_the_store_fails_what_is_in_flight(server: EmbeddedRedis) -> None:
     store = RedisStatePersistence(server.url, key_prefix="closing")
     await store.save("s", 1)
+    await asyncio.gather(*(store.load("s") for _ in range(8)))
     await _pause_server(server.url)
     loads = [asyncio.create_task(store.load("s")) for _ in range(5)]
-    await _until(lambda: _pipeline_of(store).requests >= 6, "loads sent")
+    sent = _pipeline_of(store).requests
+    await _until(lambda: _pipeline_of(store).requests - sent >= 5, "loads sent")
     await store.aclose()
     results = await asyncio.gather(*loads, return_exceptions=True)
     assert all(isinstance(result, Exception) for result in results)

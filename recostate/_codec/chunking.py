@@ -35,7 +35,15 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["CHUNK", "LITERAL", "SIZE_CLASSES", "ChunkingParams", "params_for", "split"]
+__all__ = [
+    "CHUNK",
+    "LITERAL",
+    "SIZE_CLASSES",
+    "ChunkingParams",
+    "params_for",
+    "split",
+    "top_container",
+]
 
 LITERAL: Final = 0
 CHUNK: Final = 1
@@ -95,6 +103,11 @@ def _container(first: int) -> tuple[str, int] | None:
     if first in (0xDD, 0xDF):
         return ("array" if first == 0xDD else "map"), 5
     return None
+
+
+def top_container(raw: bytes) -> tuple[str, int] | None:
+    """Return ("array" | "map", header length) of an encoded state that is a container, else ``None``."""
+    return _container(raw[0]) if raw else None
 
 
 def _string(raw: bytes, lo: int) -> int | None:

@@ -37,11 +37,12 @@ from typing import Final
 import msgspec
 
 from recostate._codec import frame as frames
-from recostate._codec.chunking import CHUNK, ChunkingParams, split
+from recostate._codec.chunking import CHUNK, ChunkingParams, split, top_container
 
 __all__ = [
     "ID_SIZE",
     "ChunkPlan",
+    "Cut",
     "ManifestError",
     "TreeParams",
     "body_refs",
@@ -149,6 +150,54 @@ def _entries(body: bytes | memoryview) -> tuple[list[bytes], list[bytes | int]]:
     return refs, items
 
 
+_Entry = bytes | tuple[bytes]
+
+
+@dataclass(eq=False)
+class Cut:
+    """What cutting one encoded state found, kept to cut its next version faster.
+
+    A state that grew by an append is the same bytes as before up to the
+    append (behind a container header whose length may have changed): the
+    chunks lying in those bytes keep their ids, and nodes grouping the same
+    references keep theirs, so only the new bytes are hashed.
+
+    Attributes:
+        raw: the encoded state that was cut.
+        chunking: the chunk sizes it was cut with.
+        ids: ``(start, end)`` of each chunk in ``raw`` -> its id.
+        nodes: a node's entries -> its ``(id, body)``.
+    """
+
+    raw: bytes
+    chunking: ChunkingParams
+    ids: dict[tuple[int, int], bytes]
+    nodes: dict[tuple[_Entry, ...], tuple[bytes, bytes]]
+
+    def shift(self, raw: bytes, chunking: ChunkingParams) -> tuple[int, int, int] | None:
+        """Return ``(lo, hi, delta)``: bytes ``lo:hi`` of ``raw`` are this cut's at ``-delta``.
+
+        ``None`` when ``raw`` does not begin with this cut's state (allowing
+        for a new container header), or is cut with other chunk sizes.
+        """
+        old = self.raw
+        if chunking != self.chunking or not old or not raw:
+            return None
+        old_top, new_top = top_container(old), top_container(raw)
+        if old_top is None or new_top is None or old_top[0] != new_top[0]:
+            old_head = new_head = 0
+        else:
+            old_head, new_head = old_top[1], new_top[1]
+        length = len(old) - old_head
+        if length <= 0 or new_head + length > len(raw):
+            return None
+        # bytes.startswith compares with memcmp (a memoryview comparison
+        # goes item by item, slower than the hashing it saves).
+        if not raw.startswith(memoryview(old)[old_head:], new_head):
+            return None
+        return new_head, new_head + length, new_head - old_head
+
+
 @dataclass
 class ChunkPlan:
     """A large state cut into chunks and manifest nodes, before anything is compressed.
@@ -157,12 +206,13 @@ class ChunkPlan:
         body: the version's manifest body.
         chunks: id -> the chunk's bytes (a view into the encoded state), in order.
         nodes: id -> a node's body.
-        refs: every piece id the version refers to, directly or through nodes.
+        cut: what the cut found, for cutting the state's next version (see :class:`Cut`).
     """
 
     body: bytes
     chunks: dict[bytes, bytes | memoryview]
     nodes: dict[bytes, bytes | memoryview]
+    cut: Cut | None = None
 
     @property
     def refs(self) -> list[bytes]:
@@ -170,25 +220,41 @@ class ChunkPlan:
         return [*self.nodes, *self.chunks]
 
 
-def plan(raw: bytes, chunking: ChunkingParams, tree: TreeParams) -> ChunkPlan:
-    """Cut ``raw`` (an encoded state) into chunks and build its manifest tree."""
+def plan(
+    raw: bytes, chunking: ChunkingParams, tree: TreeParams, previous: Cut | None = None
+) -> ChunkPlan:
+    """Cut ``raw`` (an encoded state) into chunks and build its manifest tree.
+
+    ``previous``: the cut of an earlier version of the same state, whose
+    chunk and node ids are reused where ``raw`` holds the same bytes.
+    """
     view = memoryview(raw)
     chunks: dict[bytes, bytes | memoryview] = {}
-    entries: list[bytes | tuple[bytes]] = []
+    entries: list[_Entry] = []
+    ids: dict[tuple[int, int], bytes] = {}
+    shift = None if previous is None else previous.shift(raw, chunking)
+    old_ids = {} if previous is None else previous.ids
+    lo, hi, delta = shift or (0, 0, 0)
     ref_count = 0
     for kind, start, end in split(raw, chunking):
         if kind == CHUNK:
-            data = view[start:end]
-            ident = piece_id(CHUNK_TAG, data)
-            chunks.setdefault(ident, data)
+            ident = None
+            if lo <= start and end <= hi:
+                ident = old_ids.get((start - delta, end - delta))
+            if ident is None:
+                ident = piece_id(CHUNK_TAG, view[start:end])
+            ids[(start, end)] = ident
+            chunks.setdefault(ident, view[start:end])
             entries.append((ident,))
             ref_count += 1
         else:
             entries.append(raw[start:end])
+    old_nodes = {} if previous is None else previous.nodes
+    new_nodes: dict[tuple[_Entry, ...], tuple[bytes, bytes]] = {}
     levels: list[dict[bytes, bytes]] = []
     while ref_count > tree.top_max:
         level: dict[bytes, bytes] = {}
-        entries = _group(entries, tree, level)
+        entries = _group(entries, tree, level, old_nodes, new_nodes)
         levels.append(level)
         # Every node holds at least two references and a level closes at
         # least one node, so each pass has fewer references than the last.
@@ -196,22 +262,28 @@ def plan(raw: bytes, chunking: ChunkingParams, tree: TreeParams) -> ChunkPlan:
     nodes: dict[bytes, bytes | memoryview] = {}
     for level in reversed(levels):
         nodes.update(level)
-    return ChunkPlan(_body(entries), chunks, nodes)
+    return ChunkPlan(_body(entries), chunks, nodes, Cut(raw, chunking, ids, new_nodes))
 
 
 def _group(
-    entries: list[bytes | tuple[bytes]], tree: TreeParams, level: dict[bytes, bytes]
-) -> list[bytes | tuple[bytes]]:
+    entries: list[_Entry],
+    tree: TreeParams,
+    level: dict[bytes, bytes],
+    known: dict[tuple[_Entry, ...], tuple[bytes, bytes]],
+    made: dict[tuple[_Entry, ...], tuple[bytes, bytes]],
+) -> list[_Entry]:
     """Group one level's references into nodes (stored in ``level``); return the level above.
 
     A node closes after a reference whose id's first 4 bytes fall under a bar
     (a content-defined point, so an append only changes what follows the last
     one), once it holds two references at least, or when it is full.
+    ``known``: nodes an earlier cut made (reused, not hashed again);
+    ``made``: every node this cut makes or reuses.
     """
     bar = (1 << 32) // tree.fanout
     most = max(2, min(4 * tree.fanout, tree.top_max))
-    grouped: list[bytes | tuple[bytes]] = []
-    current: list[bytes | tuple[bytes]] = []
+    grouped: list[_Entry] = []
+    current: list[_Entry] = []
     held = 0
     for entry in entries:
         if not current and not isinstance(entry, tuple):
@@ -225,11 +297,11 @@ def _group(
             held += 1
             # Bytes 4..8 of the id: the first byte also says the piece's kind.
             if held >= most or (held >= 2 and int.from_bytes(entry[0][4:8], "big") < bar):
-                grouped.append(_close(current, level))
+                grouped.append(_close(current, level, known, made))
                 current, held = [], 0
     if current and not level:
         # Nothing closed at this level, so nothing would shrink: close it.
-        grouped.append(_close(current, level))
+        grouped.append(_close(current, level, known, made))
     else:
         # The last group was not closed by a content-defined point: it stays
         # at this level, so an append makes a new node only when a group closes.
@@ -237,11 +309,20 @@ def _group(
     return grouped
 
 
-def _close(entries: list[bytes | tuple[bytes]], level: dict[bytes, bytes]) -> tuple[bytes]:
-    body = _body(entries)
-    ident = piece_id(NODE_TAG, body)
-    level.setdefault(ident, body)
-    return (ident,)
+def _close(
+    entries: list[_Entry],
+    level: dict[bytes, bytes],
+    known: dict[tuple[_Entry, ...], tuple[bytes, bytes]],
+    made: dict[tuple[_Entry, ...], tuple[bytes, bytes]],
+) -> tuple[bytes]:
+    key = tuple(entries)
+    node = known.get(key)
+    if node is None:
+        body = _body(entries)
+        node = (piece_id(NODE_TAG, body), body)
+    made[key] = node
+    level.setdefault(*node)
+    return (node[0],)
 
 
 def expand(

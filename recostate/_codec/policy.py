@@ -38,7 +38,14 @@ from recostate._codec import frame as frames
 from recostate._codec.chunking import ChunkingParams, params_for
 from recostate._codec.compression import CODEC_IDS, compress
 from recostate._codec.headers import ChunkHeader, DictionaryHeader, VersionHeader, header_encoder
-from recostate._codec.manifest import DICTIONARY_TAG, ChunkPlan, TreeParams, piece_id, plan
+from recostate._codec.manifest import (
+    DICTIONARY_TAG,
+    ChunkPlan,
+    Cut,
+    TreeParams,
+    piece_id,
+    plan,
+)
 from recostate._codec.reading import VersionReader
 from recostate._codec.states import StateCodec
 from recostate._codec.versions import (
@@ -127,14 +134,17 @@ class Codec(VersionReader):
             )
         return self.encode_now(raw, header, state_id, known, cut, chunked)
 
-    async def cut(self, raw: bytes) -> ChunkPlan:
-        """Return a state's chunks and manifest (in a worker thread above ``offload_threshold``)."""
-        if len(raw) >= self.offload_threshold:
-            return await self._in_thread(self._plan, raw)
-        return self._plan(raw)
+    async def cut(self, raw: bytes, previous: Cut | None = None) -> ChunkPlan:
+        """Return a state's chunks and manifest (in a worker thread above ``offload_threshold``).
 
-    def _plan(self, raw: bytes) -> ChunkPlan:
-        return plan(raw, self.chunking or params_for(len(raw)), self.tree)
+        ``previous``: how an earlier version of the state was cut (its ids are reused).
+        """
+        if len(raw) >= self.offload_threshold:
+            return await self._in_thread(self._plan, raw, previous)
+        return self._plan(raw, previous)
+
+    def _plan(self, raw: bytes, previous: Cut | None = None) -> ChunkPlan:
+        return plan(raw, self.chunking or params_for(len(raw)), self.tree, previous)
 
     def encode_now(
         self,
@@ -151,9 +161,11 @@ class Codec(VersionReader):
         if known is not None and known.same_state(raw):
             # The state this client last wrote or read, unchanged: its cut and
             # checksum stand (cutting is most of a large save's client time).
-            same = ChunkPlan(known.body, known.chunks, known.nodes)
+            same = ChunkPlan(known.body, known.chunks, known.nodes, known.cut)
             return self._chunked(same, raw, header, state_id, known, known.state_crc)
-        return self._chunked(cut or self._plan(raw), raw, header, state_id, known)
+        if cut is None:
+            cut = self._plan(raw, None if known is None else known.cut)
+        return self._chunked(cut, raw, header, state_id, known)
 
     def _whole(self, raw: bytes, header: VersionHeader, state_id: str) -> EncodedVersion:
         codec, payload = (
@@ -290,6 +302,7 @@ class Codec(VersionReader):
             nodes=dict(chunked.nodes),
             raw=raw,
             body=chunked.body,
+            cut=chunked.cut,
         )
 
     async def reframe(

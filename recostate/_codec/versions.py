@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from recostate._codec.headers import VersionHeader
+from recostate._codec.manifest import Cut
 from recostate._types import CompressionType
 
 __all__ = ["EncodedVersion", "KnownPieces", "StoredVersion", "VersionInfo", "now_ms"]
@@ -33,6 +34,8 @@ class KnownPieces:
             ``chunks`` and ``nodes`` are exactly that version's), with
             ``body``, its manifest body, and ``state_crc``, its CRC-32: a save
             of the very same bytes reuses its cut instead of cutting again.
+        cut: how the last version this client wrote was cut (the next
+            version, when it extends that one, is cut faster).
     """
 
     sizes: dict[bytes, int] = field(default_factory=dict)
@@ -43,14 +46,17 @@ class KnownPieces:
     raw: bytes = b""
     body: bytes = b""
     state_crc: int = 0
+    cut: Cut | None = None
 
     @property
     def held_bytes(self) -> int:
         """How many bytes of pieces (and of the encoded state) this holds."""
+        cut = self.cut
         return (
             sum(map(len, self.chunks.values()))
             + sum(map(len, self.nodes.values()))
             + len(self.raw)
+            + (len(cut.raw) if cut is not None and cut.raw is not self.raw else 0)
         )
 
     def same_state(self, raw: bytes) -> bool:
@@ -92,6 +98,7 @@ class EncodedVersion(msgspec.Struct):
         chunks: for a chunked version, each chunk's bytes; ``nodes``: each node's body.
         sent_bytes: the bytes of frames this save sends.
         raw: for a chunked version, the encoded state; ``body``: its manifest body.
+        cut: for a chunked version, how it was cut (kept for cutting the next one).
     """
 
     frame: bytes
@@ -106,6 +113,7 @@ class EncodedVersion(msgspec.Struct):
     nodes: dict[bytes, bytes | memoryview] = msgspec.field(default_factory=dict)
     raw: bytes = b""
     body: bytes = b""
+    cut: Cut | None = None
 
 
 class StoredVersion(msgspec.Struct):

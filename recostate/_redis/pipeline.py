@@ -5,16 +5,18 @@ trip and on per-command client overhead, not in Redis. So when many tasks
 call the store at once, :class:`AutoPipeline` packs what they ask for into
 batches and writes each batch to one connection in one go:
 
-* A caller that finds the pipeline idle goes out at once, alone: there is no
-  timer and no added delay.
-* While a batch is in flight on a connection, new calls queue; the queue
-  becomes the next batch as soon as the connection is free (or on another
-  connection, up to ``lanes`` of them).
-* Replies are read in order, on the connection that sent the requests, by a
-  driver task that belongs to the pipeline, not to any caller. A caller that
-  is cancelled while its request is in flight gives up only its own reply:
-  the driver still reads it and throws it away, so no reply ever shifts onto
-  another caller. A request still queued when its caller is cancelled is
+* A caller that finds the pipeline idle goes out at once, alone, from its own
+  task: there is no timer, no added delay and no other task to wake.
+* While a request or a batch is in flight on a connection, new calls queue;
+  the queue becomes the next batch as soon as the connection is free (or on
+  another connection, up to ``lanes`` of them).
+* Replies are read in order, on the connection that sent the requests. A
+  batch's are read by a driver task that belongs to the pipeline, not to any
+  caller: a caller that is cancelled while its request is in flight gives up
+  only its own reply; the driver still reads it and throws it away, so no
+  reply ever shifts onto another caller. A lone request's reply is read by
+  its caller; cancelled then, it closes the connection, whose reply so
+  reaches no one. A request still queued when its caller is cancelled is
   never sent.
 * When a connection fails (reset, timeout, closed), exactly the requests that
   were written to it fail, each with its own copy of the error; queued
@@ -24,7 +26,9 @@ batches and writes each batch to one connection in one go:
 
 Connections come from the client's own pool and go back to it when the queue
 is empty, so the pool's size and timeout bound the pipeline too, and a
-recostate store and any other user of the same client share one pool.
+recostate store and any other user of the same client share one pool. One
+just used is kept until the loop's next turn, so a caller awaiting one call
+after another reuses it without a trip through the pool.
 """
 
 from __future__ import annotations
@@ -155,6 +159,10 @@ class AutoPipeline:
         self._drivers: set[asyncio.Task[None]] = set()
         # Drivers holding a connection with nothing in flight.
         self._idle = 0
+        # Requests in flight from their callers' own tasks (see _alone).
+        self._direct = 0
+        self._parked: AbstractConnection | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
         self._closed = False
         self.batches = 0
         self.requests = 0
@@ -175,15 +183,84 @@ class AutoPipeline:
         command = args[0] if isinstance(args[0], str) else args[0].decode()  # type: ignore[union-attr]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append(_Request(command, _pack(args), future))
+        request = _Request(command, _pack(args), future)
+        if not self._drivers and not self._direct:
+            # Nothing in flight: this caller goes out alone, on its own task,
+            # with no driver task to start and no loop turn to hand the reply over.
+            return await self._alone(request)
+        self._queue.append(request)
         # A driver between batches takes the queue on its own; start another
         # only when every running driver is busy with a batch in flight.
-        if self._idle == 0 and len(self._drivers) < self._lanes:
-            self._idle += 1
-            task = loop.create_task(self._drive())
-            self._drivers.add(task)
-            task.add_done_callback(self._drivers.discard)
+        if self._idle == 0 and len(self._drivers) + self._direct < self._lanes:
+            self._start_driver()
         return await future
+
+    def _start_driver(self) -> None:
+        self._idle += 1
+        task = asyncio.get_running_loop().create_task(self._drive())
+        self._drivers.add(task)
+        task.add_done_callback(self._drivers.discard)
+
+    async def _alone(self, request: _Request) -> Any:
+        """Send one request from the caller's own task and return its reply.
+
+        While it is in flight, other callers queue and a driver takes them
+        (the request counts as one of the ``lanes``). A caller cancelled
+        while its reply is on its way leaves it unread: that connection is
+        closed before the pool lends it again, so the reply reaches no one.
+        """
+        self._direct += 1
+        connection: AbstractConnection | None = None
+        try:
+            connection = await self._borrow()
+            await self._round_trip(connection, [request])
+        except BaseException as exc:
+            if connection is not None:
+                logger.debug("request sent alone failed: %r", exc)
+                await connection.disconnect(nowait=True)
+                self._give_back(connection)
+            if not request.future.done():
+                request.future.cancel()
+            raise
+        else:
+            self._park(connection)
+            return request.future.result()
+        finally:
+            self._direct -= 1
+            # Callers that came meanwhile found every lane taken: see them served.
+            if self._queue and self._idle == 0 and len(self._drivers) < self._lanes:
+                self._start_driver()
+
+    async def _borrow(self) -> AbstractConnection:
+        """Take the parked connection, or one from the pool."""
+        connection = self._parked
+        if connection is not None:
+            self._parked = None
+            return connection
+        return await pool_connection(self._pool)
+
+    def _park(self, connection: AbstractConnection) -> None:
+        """Keep a connection just used until the loop's next turn, then give it back.
+
+        A caller that calls again at once (a loop of awaits) takes it back
+        without the pool's lock, health check and bookkeeping.
+        """
+        if self._parked is not None or self._closed:
+            self._give_back(connection)
+            return
+        self._parked = connection
+        asyncio.get_running_loop().call_soon(self._unpark, connection)
+
+    def _unpark(self, connection: AbstractConnection) -> None:
+        if self._parked is connection:
+            self._parked = None
+            self._give_back(connection)
+
+    def _give_back(self, connection: AbstractConnection) -> None:
+        """Return a connection to the pool from a task of its own (it cannot be cancelled)."""
+        task = asyncio.get_running_loop().create_task(self._pool.release(connection))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     def _take(self) -> list[_Request]:
         batch: list[_Request] = []
@@ -211,7 +288,7 @@ class AutoPipeline:
                         break
                 if connection is None:
                     try:
-                        connection = await pool_connection(self._pool)
+                        connection = await self._borrow()
                     except Exception as exc:
                         self._fail(self._take(), exc)
                         continue
@@ -241,7 +318,7 @@ class AutoPipeline:
             # comes meanwhile must start a new driver, not count on this one.
             self._drivers.discard(asyncio.current_task())
             if connection is not None:
-                await asyncio.shield(self._pool.release(connection))
+                self._park(connection)
 
     async def _round_trip(self, connection: AbstractConnection, batch: list[_Request]) -> None:
         self.batches += 1
@@ -304,3 +381,8 @@ class AutoPipeline:
             await asyncio.gather(*drivers, return_exceptions=True)
         self._fail(list(self._queue), rexc.ConnectionError("the pipeline was closed"))
         self._queue.clear()
+        if self._parked is not None:
+            self._give_back(self._parked)
+            self._parked = None
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)

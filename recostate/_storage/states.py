@@ -241,6 +241,7 @@ class StateStorage:
                     version.raw,
                     version.body,
                     version.info.header.state_crc,
+                    version.cut,
                 ),
             )
         if not in_scripts:

@@ -287,7 +287,9 @@ class BlobCodec:
             dict(held.sizes) if held else {},
             held.dictionary_id if held else b"",
             held.dictionary if held else b"",
+            cut=held.cut if held else None,
         )
+        kept = known.cut
         frames: list[bytes] = []
         pieces: list[bytes] = []
         dictionary_frame = b""
@@ -295,9 +297,18 @@ class BlobCodec:
         for field, data in values:
             chunked = self._chunk_from is not None and len(data) >= self._chunk_from
             header = VersionHeader(0, len(data), 0, 0)
+            # Every value is offered the thread's last cut: one that extends
+            # it (the next version of a growing list) reuses its chunk ids.
+            known.cut = kept
             version = await self._codec.encode(
                 data, header, _value_id(field), known, chunked=chunked
             )
+            if version.cut is not None and (
+                kept is None or 2 * len(version.cut.raw) >= len(kept.raw)
+            ):
+                # The cut of the thread's largest value is kept, so a small
+                # pending write does not displace the list it will join.
+                kept = version.cut
             if version.dictionary_frame:
                 dictionary_frame = version.dictionary_frame
                 known.dictionary_id, known.dictionary = version.dictionary_id, version.dictionary
@@ -308,6 +319,7 @@ class BlobCodec:
             known.sizes.update(version.refs)
             frames.append(version.frame)
             sent += version.sent_bytes
+        known.cut = kept
         return Encoded(frames, [known.dictionary_id, dictionary_frame, *pieces], known, sent)
 
     def stored(self, thread_id: str, encoded: Encoded) -> None:
@@ -363,4 +375,5 @@ class BlobCodec:
             dictionary_id, dictionary = self._dictionary(read.dictionary, thread_id)
         else:
             dictionary_id, dictionary = b"", b""
-        self._memory.remember(thread_id, KnownPieces(sizes, dictionary_id, dictionary))
+        cut = held.cut if held else None
+        self._memory.remember(thread_id, KnownPieces(sizes, dictionary_id, dictionary, cut=cut))
