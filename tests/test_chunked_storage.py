@@ -73,6 +73,36 @@ async def test_another_client_reads_a_chunked_state_and_writes_after_it(
     await audit(first, "s")
 
 
+async def test_a_load_of_the_head_a_client_holds_does_not_assemble_it_again(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recostate._codec import reading
+    from recostate._codec.manifest import expand as real_expand
+
+    assembled: list[int] = []
+
+    def counting(*args: Any, **kwargs: Any) -> None:
+        assembled.append(1)
+        real_expand(*args, **kwargs)
+
+    monkeypatch.setattr(reading, "expand", counting)
+    writer, reader = make_store(), make_store()
+    await writer.save("s", agent_state(20))
+    # The writer holds what it wrote: its loads decode those bytes again.
+    loaded = await writer.load("s")
+    assert loaded == agent_state(20) and assembled == []
+    loaded["messages"].clear()  # each load is a new object
+    assert await writer.load("s") == agent_state(20) and assembled == []
+    # Another client assembles the state once, then holds it.
+    assert await reader.load("s") == agent_state(20) and len(assembled) == 1
+    assert await reader.load("s") == agent_state(20) and len(assembled) == 1
+    # A new head is assembled again, from the pieces it lacks.
+    await writer.save("s", agent_state(21))
+    assert await reader.load("s") == agent_state(21) and len(assembled) == 2
+    assert await reader.load("s", 1) == agent_state(20) and len(assembled) == 3
+    await audit(writer, "s")
+
+
 async def test_a_save_whose_client_memory_is_wrong_is_sent_again_whole(
     make_store: MakeStore,
 ) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "is_node_id",
     "piece_id",
     "plan",
+    "manifest_body",
     "refs_of_frame",
 ]
 
@@ -124,6 +125,18 @@ def body_refs(body: bytes | memoryview) -> list[bytes]:
     if end > len(view):
         raise ManifestError("manifest shorter than its references")
     return [bytes(view[4 + i * ID_SIZE : 4 + (i + 1) * ID_SIZE]) for i in range(count)]
+
+
+def manifest_body(data: bytes) -> memoryview:
+    """Return a chunked version's manifest body (empty for a frame that is not one).
+
+    Unchecked, as :func:`refs_of_frame`.
+    """
+    try:
+        parsed = frames.parse(data)
+    except frames.FrameError:
+        return memoryview(b"")
+    return parsed.payload if parsed.kind == frames.KIND_MANIFEST else memoryview(b"")
 
 
 def refs_of_frame(data: bytes) -> list[bytes]:

@@ -63,6 +63,15 @@ class KnownPieces:
         """Tell whether ``raw`` is the encoded state these pieces make up."""
         return bool(self.body) and len(self.raw) == len(raw) and self.raw == raw
 
+    def same_manifest(self, body: bytes | memoryview) -> bool:
+        """Tell whether ``body`` is the manifest of the state these pieces make up.
+
+        Pieces are named by their contents, so the same manifest body is the
+        same state: a load of an unchanged head needs neither its pieces nor
+        a new assembly.
+        """
+        return bool(self.body) and len(self.body) == len(body) and self.body == body
+
 
 class VersionInfo(msgspec.Struct, frozen=True):
     """What a version's frame says about it, read without its payload.

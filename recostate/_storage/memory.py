@@ -45,6 +45,10 @@ class PieceMemory:
 
     def remember(self, state_id: str, known: KnownPieces) -> None:
         """Record ``known`` as what the server holds for ``state_id``."""
+        entry = self._states.get(state_id)
+        if entry is not None and entry[0] is known:
+            self._states.move_to_end(state_id)  # a load that found nothing new
+            return
         self.forget(state_id)
         held = known.held_bytes
         if held > self._max_bytes:

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from recostate._codec.frame import KIND_MANIFEST
-from recostate._codec.manifest import body_refs, refs_of_frame
+from recostate._codec.manifest import body_refs, manifest_body, refs_of_frame
 from recostate._codec.versions import EncodedVersion, KnownPieces, StoredVersion
 from recostate._redis import Executor
 from recostate._redis.script import Script
@@ -76,11 +76,13 @@ def head_fields(version: EncodedVersion) -> tuple[str, ...]:
     )
 
 
-def _holds_all(held: KnownPieces | None, refs: list[bytes]) -> bool:
-    """Tell whether the client holds every piece these refer to, through its nodes."""
+def _holds_all(held: KnownPieces | None, frame: bytes) -> bool:
+    """Tell whether the client holds every piece a manifest frame refers to, through its nodes."""
     if held is None:
         return False
-    pending = list(refs)
+    if held.body and held.same_manifest(manifest_body(frame)):
+        return True  # the state the client last read or wrote, unchanged
+    pending = refs_of_frame(frame)
     while pending:
         ident = pending.pop()
         body = held.nodes.get(ident)
@@ -337,7 +339,7 @@ class StateStorage:
             return None  # no such state (or a 0.1 one): the script says which
         version, created = scripts.HEAD_RECORD.unpack_from(record)
         frame = record[scripts.HEAD_RECORD.size :]
-        if frame[2:3] == bytes((KIND_MANIFEST,)) and not _holds_all(held, refs_of_frame(frame)):
+        if frame[2:3] == bytes((KIND_MANIFEST,)) and not _holds_all(held, frame):
             return None
         return replies.Loaded(int(version), int(created), StoredVersion(frame, held=held))
 
