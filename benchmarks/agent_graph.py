@@ -14,6 +14,10 @@ at a time, in interleaved rounds (the checkpointers take turns, order
 reversed every other round). The checkpointers, in one run, on one server:
 
 - ``InMemorySaver``: the graph engine's own ceiling (no I/O);
+- ``InMemory + 1 RTT``: not a checkpointer but a reference, ``InMemorySaver``
+  followed by a one-byte ``SET`` per ``put`` and per ``put_writes`` (a
+  redis-py client with its default pool): the least any saver that makes
+  one round trip per call can cost, storing nothing;
 - ``AsyncSqliteSaver`` (langgraph-checkpoint-sqlite), on a file in a temporary directory;
 - ``langgraph-checkpoint-plainredis`` (no server modules);
 - ``langgraph-checkpoint-redis`` (needs RedisJSON and RediSearch >= 2.6 on
@@ -47,6 +51,9 @@ from typing import Any
 from benchmarks import package_version, scenarios
 from benchmarks.server import LINES, RunningServer, stack_modules, throwaway
 from benchmarks.workloads import agent_message
+
+#: The reference row: InMemorySaver plus one empty round trip per call.
+FLOOR = "InMemory + 1 RTT"
 
 PEER_PACKAGES = (
     "langgraph",
@@ -179,6 +186,37 @@ def checkpointers(
         yield InMemorySaver()
 
     made.append(Checkpointer("InMemorySaver", "langgraph-checkpoint", in_memory, on_server=False))
+
+    @contextlib.asynccontextmanager
+    async def round_trip_floor() -> AsyncIterator[Any]:
+        import redis.asyncio as aioredis
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        client = aioredis.Redis.from_url(server.url)
+        key = f"bench-{run_id}-floor"
+
+        class RoundTripFloor(InMemorySaver):
+            """InMemorySaver, then one one-byte ``SET`` per ``put`` and per ``put_writes``.
+
+            Not a checkpointer anyone would use: what any saver that makes a
+            round trip per call costs at the least, storing nothing.
+            """
+
+            async def aput(self, *args: Any, **kwargs: Any) -> Any:
+                config = await super().aput(*args, **kwargs)
+                await client.set(key, b"x")
+                return config
+
+            async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
+                await super().aput_writes(*args, **kwargs)
+                await client.set(key, b"x")
+
+        try:
+            yield RoundTripFloor()
+        finally:
+            await client.aclose()
+
+    made.append(Checkpointer(FLOOR, "langgraph-checkpoint", round_trip_floor, on_server=True))
 
     if importlib.util.find_spec("langgraph.checkpoint.sqlite") is None:
         notes.append("langgraph-checkpoint-sqlite is not installed: AsyncSqliteSaver skipped")
