@@ -27,7 +27,9 @@ reversed every other round). The checkpointers, in one run, on one server:
 
 Reported per checkpointer: steps/s, p50/p99 of one step (time between the
 graph's successive updates), server memory per thread (``used_memory``
-delta), bytes sent per step (``total_net_input_bytes`` delta), and client
+delta; for the savers whose threads are only keys, plainredis and
+recostate, also the exact ``MEMORY USAGE ... SAMPLES 0`` of their keys, in
+brackets), bytes sent per step (``total_net_input_bytes`` delta), and client
 and server CPU per step.
 """
 
@@ -103,6 +105,7 @@ class Result:
     client_cpu_us_per_step: float = 0.0
     server_cpu_us_per_step: float | None = None
     server_memory_per_thread: int | None = None
+    key_memory_per_thread: int | None = None
     bytes_sent_per_step: float | None = None
     file_bytes_per_thread: int | None = None
     final_messages: int = 0
@@ -170,6 +173,8 @@ class Checkpointer:
     open: Callable[[], contextlib.AbstractAsyncContextManager[Any]]
     on_server: bool
     files: Path | None = None
+    #: Where every key of its threads lives, for the exact per-key memory.
+    key_prefix: str | None = None
 
 
 def checkpointers(
@@ -252,7 +257,11 @@ def checkpointers(
 
         made.append(
             Checkpointer(
-                "plainredis", "langgraph-checkpoint-plainredis", plainredis, on_server=True
+                "plainredis",
+                "langgraph-checkpoint-plainredis",
+                plainredis,
+                on_server=True,
+                key_prefix=f"bench-{run_id}-pr",
             )
         )
 
@@ -293,7 +302,15 @@ def checkpointers(
             ) as saver:
                 yield saver
 
-        made.append(Checkpointer("recostate", "recostate", recostate_saver, on_server=True))
+        made.append(
+            Checkpointer(
+                "recostate",
+                "recostate",
+                recostate_saver,
+                on_server=True,
+                key_prefix=f"bench-{run_id}-rs",
+            )
+        )
     return made, notes
 
 
@@ -399,6 +416,16 @@ async def run(
                     tally.memory += await meter.used_memory() - memory_before
                     tally.steps += steps
                     tally.errors += errors
+            # The used_memory delta counts what else the server freed or
+            # took meanwhile (another checkpointer's index garbage collection,
+            # client buffers); a saver whose threads are only keys is also
+            # measured key by key, exactly.
+            for checkpointer in made:
+                if checkpointer.key_prefix is not None:
+                    total, _ = await scenarios.memory_of_prefix(
+                        meter.client(), checkpointer.key_prefix
+                    )
+                    results[checkpointer.name].key_memory_per_thread = round(total / plan.threads)
             for checkpointer in made:
                 state = await graphs[checkpointer.name].aget_state(
                     {"configurable": {"thread_id": f"{checkpointer.name}-0-0"}}
@@ -496,7 +523,7 @@ def table(result: dict[str, Any]) -> str:
         f"agent graph (LangGraph, {plan['threads']} threads x {plan['steps']} steps, "
         f"{plan['concurrency']} at a time) on {result['server']}",
         f"  {'checkpointer':18} {'version':>8} {'steps/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'mem/thread':>11} {'B sent/step':>11} {'client us':>9} {'server us':>9}",
+        f"{'mem/thread (keys)':>17} {'B sent/step':>11} {'client us':>9} {'server us':>9}",
     ]
     for r in result["results"]:
         memory = r["server_memory_per_thread"]
@@ -504,13 +531,15 @@ def table(result: dict[str, Any]) -> str:
             memory_text = f"{r['file_bytes_per_thread'] / 1024:.0f} KiB file"
         else:
             memory_text = "-" if memory is None else f"{memory / 1024:.0f} KiB"
+        if r.get("key_memory_per_thread") is not None:
+            memory_text += f" ({r['key_memory_per_thread'] / 1024:.0f})"
         sent = "-" if r["bytes_sent_per_step"] is None else f"{r['bytes_sent_per_step']:.0f}"
         server = (
             "-" if r["server_cpu_us_per_step"] is None else f"{r['server_cpu_us_per_step']:.0f}"
         )
         lines.append(
             f"  {r['name']:18} {r['version'] or '-':>8} {r['steps_per_s']:>8.0f} "
-            f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {memory_text:>11} "
+            f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {memory_text:>17} "
             f"{sent:>11} {r['client_cpu_us_per_step']:>9.0f} {server:>9}"
             + (f"  E{r['errors']}" if r["errors"] else "")
             + (f"  ({r['note']})" if r["note"] else "")
