@@ -566,6 +566,33 @@ async def test_prune_refuses_threads_that_used_a_delta_channel(saver: AsyncRecos
         await saver.aprune(["plain"], strategy="keep_some")
 
 
+def test_a_record_body_is_compressed_only_when_that_makes_it_smaller() -> None:
+    for body in (b"channel_versions " * 60, os.urandom(600), b"", b"x"):
+        record = layout.encode_record(
+            parent_id="p", run_id="r", root_id="", delta=True, blobs=[b"f1", b"f2"], body=body
+        )
+        head = layout.parse_record(record)
+        assert bytes(head.body) == body
+        assert head.parent_id == "p" and head.blobs == [b"f1", b"f2"]
+        compressed = b"2:dz" in record
+        assert compressed == (len(body) > 100 and body[:7] == b"channel")
+        assert len(record) < len(body) if compressed else record.endswith(body)
+
+
+async def test_checkpoint_records_are_stored_compressed(
+    saver: AsyncRecostateSaver, raw_redis: Raw
+) -> None:
+    config = await put(saver, "t", {"small": "v"}, {"small": 1}, note="note " * 80)
+    records_key = layout.ThreadKeys(saver.store.config.key_prefix, "t").all[0]
+    records = cast(dict[bytes, bytes], await raw_redis.hgetall(records_key))
+    [stored] = [value for field, value in records.items() if field.startswith(b"c")]
+    body = layout.parse_record(stored).body
+    assert len(stored) < len(body)
+    tup = await saver.aget_tuple(config)
+    assert tup is not None and tup.metadata["note"] == "note " * 80  # type: ignore[typeddict-item]
+    assert tup.checkpoint["channel_values"] == {"small": "v"}
+
+
 async def test_copy_thread_replaces_the_target(saver: AsyncRecostateSaver, raw_redis: Raw) -> None:
     await put(saver, "target", {"old": BIG}, {"old": 1})
     await put(saver, "source", {"new": BIG + "new"}, {"new": 1})

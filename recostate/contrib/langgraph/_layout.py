@@ -49,8 +49,10 @@ layout.
 
 A checkpoint record starts with length-prefixed items the scripts read
 (``<n>:<bytes>``): parent id, run id, the root checkpoint a subgraph call
-started from, flags, the number of blob fields, the blob fields; the rest is
-the serialized checkpoint and metadata, which only Python reads. A pending
+started from, flags (``d``: the thread has used a DeltaChannel; ``z``: the
+body is LZ4-compressed, its size first in four bytes), the number of blob
+fields, the blob fields; the rest, the body, is the serialized checkpoint and
+metadata, which only Python reads. A pending
 write is one such item (task id, channel, serializer type, task path and
 index, in msgpack), then the frame of its value (``_blobs``), whose chunks the
 thread's chunk store shares with its channel values.
@@ -59,12 +61,15 @@ thread's chunk store shares with its channel values.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterable
 from typing import Final
 
 import msgspec
 
+from recostate._codec.compression import compress, decompress
 from recostate._storage.scripts import assemble, pieces_source
+from recostate._types import CompressionType
 from recostate.contrib.langgraph import _blobs
 from recostate.contrib.langgraph._backend import Script
 
@@ -187,6 +192,10 @@ def blob_channel(field: bytes) -> str:
     return field[bar + 1 : end].decode("utf-8", "surrogatepass")
 
 
+#: The size of a compressed record body, before it.
+_BODY_SIZE: Final = struct.Struct(">I")
+
+
 def _item(raw: bytes) -> bytes:
     return str(len(raw)).encode("ascii") + b":" + raw
 
@@ -200,13 +209,23 @@ def encode_record(
     blobs: Iterable[bytes],
     body: bytes,
 ) -> bytes:
-    """Return a checkpoint record: the items the scripts read, then ``body``."""
+    """Return a checkpoint record: the items the scripts read, then ``body``.
+
+    ``body`` is stored LZ4-compressed (flag ``z``, then its size in four
+    bytes) when that makes it smaller: a thread keeps every checkpoint's
+    record, and their channel versions and node names repeat within each.
+    """
     fields = list(blobs)
+    flags = b"d" if delta else b""
+    codec, packed = compress(CompressionType.LZ4, body)
+    if codec is CompressionType.LZ4 and len(packed) + _BODY_SIZE.size < len(body):
+        flags += b"z"
+        body = _BODY_SIZE.pack(len(body)) + bytes(packed)
     head = [
         _item(_encode(parent_id or "")),
         _item(_encode(run_id)),
         _item(_encode(root_id)),
-        _item(b"d" if delta else b""),
+        _item(flags),
         _item(str(len(fields)).encode("ascii")),
         *(_item(field) for field in fields),
     ]
@@ -238,7 +257,11 @@ def parse_record(value: bytes) -> RecordHead:
         if len(items) == 5:
             count = 5 + int(items[4])
     parent = items[0].decode("utf-8", "surrogatepass") or None
-    return RecordHead(parent, items[5:], view[pos:])
+    body = view[pos:]
+    if b"z" in items[3]:
+        (size,) = _BODY_SIZE.unpack_from(body)
+        body = memoryview(decompress(CompressionType.LZ4, body[_BODY_SIZE.size :], size))
+    return RecordHead(parent, items[5:], body)
 
 
 class Write(msgspec.Struct, array_like=True, frozen=True):
