@@ -106,28 +106,41 @@ async def test_client_kill_during_reads_and_writes_is_transparent(
     while connections are killed is applied exactly once, with no self-conflict."""
     # Enough retries that no call runs out of them even on a busy machine, where
     # a reconnect can take longer than the pause between two kills.
-    store = make_store(server.url, max_versions=1000, retries=40, compression_type="none")
+    # Whole versions: chunked, the same pad would be sent and read once and
+    # then shared, and no request would be large.
+    store = make_store(
+        server.url,
+        max_versions=1000,
+        retries=40,
+        compression_type="none",
+        chunk_threshold=None,
+    )
     try:
-
-        async def writer(w: int) -> list[int]:
-            versions = []
-            for i in range(rounds):
-                state = {"w": w, "i": i, "pad": pad}
-                meta = await asyncio.wait_for(store.save(f"w{w}", state), HANG)
-                versions.append(meta.version)
-                assert await asyncio.wait_for(store.load(f"w{w}"), HANG) == state
-            return versions
-
         async with killing(admin, every=0.02) as killed:
+
+            async def writer(w: int) -> list[int]:
+                versions = []
+                i = 0
+                # ``rounds`` saves at least, and on (bounded) until connections
+                # were killed: on a fast machine the rounds can end before the
+                # first kill.
+                while i < rounds or (killed() < 3 and i < 50 * rounds):
+                    state = {"w": w, "i": i, "pad": pad}
+                    meta = await asyncio.wait_for(store.save(f"w{w}", state), HANG)
+                    versions.append(meta.version)
+                    assert await asyncio.wait_for(store.load(f"w{w}"), HANG) == state
+                    i += 1
+                return versions
+
             results = await asyncio.gather(*(writer(w) for w in range(writers)))
         assert killed() > 0, "no connection was killed: the test proved nothing"
 
         for w, versions in enumerate(results):
             # Each save got the next number: none skipped (a doubled write), none reused.
-            assert versions == list(range(1, rounds + 1))
+            assert versions == list(range(1, len(versions) + 1))
             stored = await store.list_versions(f"w{w}")
             assert [m.version for m in stored] == versions
-            for number in (1, rounds):
+            for number in (1, len(versions)):
                 found = await store.load(f"w{w}", number)
                 assert found == {"w": w, "i": number - 1, "pad": pad}
     finally:
@@ -142,7 +155,8 @@ async def test_save_whose_reply_was_lost_ends_in_exactly_one_version(
     server: EmbeddedRedis, pad: bytes, writers: int, rounds: int
 ) -> None:
     async with FaultProxy(server.port) as proxy:
-        store = make_store(proxy.url, retries=3, compression_type="none")
+        # Whole versions, so that every save of the large case is a large request.
+        store = make_store(proxy.url, retries=3, compression_type="none", chunk_threshold=None)
         try:
             assert (await store.save("x", {"n": 0})).version == 1
             for n in range(1, 6):
@@ -365,10 +379,14 @@ async def test_compare_and_set_counter_history_under_connection_kills(
         assert (await store.save("counter", 1, expected_version=0)).version == 1
         acknowledged.append((1, 1))
 
+        kills: Callable[[], int] = lambda: 0  # noqa: E731 - replaced once the killer runs
+
         async def writer(increments: int) -> None:
             nonlocal ambiguous, conflicts
             done = 0
-            while done < increments:
+            # ``increments`` at least, and on (bounded) until connections were
+            # killed: on a fast machine the increments can end before the first kill.
+            while done < increments or (kills() < 3 and done < 20 * increments):
                 found = await store.load_with_metadata("counter")
                 assert found is not None
                 value, meta = found
@@ -384,6 +402,7 @@ async def test_compare_and_set_counter_history_under_connection_kills(
                 done += 1
 
         async with killing(admin, every=0.01) as killed:
+            kills = killed
             await asyncio.wait_for(asyncio.gather(*(writer(25) for _ in range(6))), HANG * 2)
         assert killed() > 0
 
