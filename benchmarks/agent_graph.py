@@ -245,11 +245,13 @@ def checkpointers(
         notes.append("langgraph-checkpoint-plainredis is not installed: skipped")
     else:
 
+        plain_prefix = f"bench-{run_id}-pr"
+
         @contextlib.asynccontextmanager
         async def plainredis() -> AsyncIterator[Any]:
             from langgraph_checkpoint_plainredis import AsyncRedisSaver
 
-            saver = AsyncRedisSaver(url=server.url, prefix=f"bench-{run_id}-pr")
+            saver = AsyncRedisSaver(url=server.url, prefix=plain_prefix)
             try:
                 yield saver
             finally:
@@ -261,7 +263,7 @@ def checkpointers(
                 "langgraph-checkpoint-plainredis",
                 plainredis,
                 on_server=True,
-                key_prefix=f"bench-{run_id}-pr",
+                key_prefix=plain_prefix,
             )
         )
 
@@ -293,12 +295,14 @@ def checkpointers(
         )
     else:
 
+        ours_prefix = f"bench-{run_id}-rs"
+
         @contextlib.asynccontextmanager
         async def recostate_saver() -> AsyncIterator[Any]:
             from recostate.contrib.langgraph import AsyncRecostateSaver
 
             async with AsyncRecostateSaver.from_conn_string(
-                server.url, key_prefix=f"bench-{run_id}-rs"
+                server.url, key_prefix=ours_prefix
             ) as saver:
                 yield saver
 
@@ -308,7 +312,7 @@ def checkpointers(
                 "recostate",
                 recostate_saver,
                 on_server=True,
-                key_prefix=f"bench-{run_id}-rs",
+                key_prefix=ours_prefix,
             )
         )
     return made, notes

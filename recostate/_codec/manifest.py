@@ -48,9 +48,9 @@ __all__ = [
     "body_refs",
     "expand",
     "is_node_id",
+    "manifest_body",
     "piece_id",
     "plan",
-    "manifest_body",
     "refs_of_frame",
 ]
 

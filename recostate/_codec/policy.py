@@ -134,16 +134,14 @@ class Codec(VersionReader):
             )
         return self.encode_now(raw, header, state_id, known, cut, chunked)
 
-    async def cut(self, raw: bytes, previous: Cut | None = None) -> ChunkPlan:
-        """Return a state's chunks and manifest (in a worker thread above ``offload_threshold``).
-
-        ``previous``: how an earlier version of the state was cut (its ids are reused).
-        """
+    async def cut(self, raw: bytes) -> ChunkPlan:
+        """Return a state's chunks and manifest (in a worker thread above ``offload_threshold``)."""
         if len(raw) >= self.offload_threshold:
-            return await self._in_thread(self._plan, raw, previous)
-        return self._plan(raw, previous)
+            return await self._in_thread(self._plan, raw)
+        return self._plan(raw)
 
     def _plan(self, raw: bytes, previous: Cut | None = None) -> ChunkPlan:
+        """Cut ``raw``; ``previous``: how an earlier version of the state was cut (ids reused)."""
         return plan(raw, self.chunking or params_for(len(raw)), self.tree, previous)
 
     def encode_now(

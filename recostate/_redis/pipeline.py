@@ -189,11 +189,17 @@ class AutoPipeline:
             # with no driver task to start and no loop turn to hand the reply over.
             return await self._alone(request)
         self._queue.append(request)
-        # A driver between batches takes the queue on its own; start another
-        # only when every running driver is busy with a batch in flight.
-        if self._idle == 0 and len(self._drivers) + self._direct < self._lanes:
-            self._start_driver()
+        self._serve_queue()
         return await future
+
+    def _serve_queue(self) -> None:
+        """Start a driver for the queue if it needs one and a lane is free.
+
+        A driver between batches takes the queue on its own; another starts
+        only when every running driver is busy with a batch in flight.
+        """
+        if self._queue and self._idle == 0 and len(self._drivers) + self._direct < self._lanes:
+            self._start_driver()
 
     def _start_driver(self) -> None:
         self._idle += 1
@@ -227,9 +233,8 @@ class AutoPipeline:
             return request.future.result()
         finally:
             self._direct -= 1
-            # Callers that came meanwhile found every lane taken: see them served.
-            if self._queue and self._idle == 0 and len(self._drivers) < self._lanes:
-                self._start_driver()
+            # Callers that came meanwhile may have found every lane taken.
+            self._serve_queue()
 
     async def _borrow(self) -> AbstractConnection:
         """Take the parked connection, or one from the pool."""

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from recostate._codec.frame import KIND_MANIFEST
-from recostate._codec.manifest import body_refs, manifest_body, refs_of_frame
+from recostate._codec.manifest import ManifestError, body_refs, manifest_body
 from recostate._codec.versions import EncodedVersion, KnownPieces, StoredVersion
 from recostate._redis import Executor
 from recostate._redis.script import Script
@@ -80,14 +80,18 @@ def _holds_all(held: KnownPieces | None, frame: bytes) -> bool:
     """Tell whether the client holds every piece a manifest frame refers to, through its nodes."""
     if held is None:
         return False
-    if held.body and held.same_manifest(manifest_body(frame)):
+    body = manifest_body(frame)
+    if held.same_manifest(body):
         return True  # the state the client last read or wrote, unchanged
-    pending = refs_of_frame(frame)
+    try:
+        pending = body_refs(body)
+    except ManifestError:
+        return True  # an unreadable manifest: the codec's checks will say so
     while pending:
         ident = pending.pop()
-        body = held.nodes.get(ident)
-        if body is not None:
-            pending.extend(body_refs(body))
+        node = held.nodes.get(ident)
+        if node is not None:
+            pending.extend(body_refs(node))
         elif ident not in held.chunks:
             return False
     return True

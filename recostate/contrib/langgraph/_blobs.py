@@ -306,7 +306,8 @@ class BlobCodec:
             if version.cut is not None and (
                 kept is None or 2 * len(version.cut.raw) >= len(kept.raw)
             ):
-                # The cut of the thread's largest value is kept, so a small
+                # A value at least half the size of the kept cut's replaces
+                # it (the list grown, or a new large value), so a small
                 # pending write does not displace the list it will join.
                 kept = version.cut
             if version.dictionary_frame:
